@@ -1,0 +1,65 @@
+/**
+ * Addresses as the kernel prints them: IPv4 as a dotted quad (%pI4) and IPv6 as %pI6c,
+ * RFC 5952 style: lowercase hex, no leading zeros, the longest run of two or more zero
+ * groups (the first of equal runs) as "::", and IPv4-mapped and ISATAP addresses with
+ * their last 32 bits as a dotted quad.
+ */
+
+/** `bytes` holds 4 bytes in network order. */
+export function formatIPv4(bytes: Uint8Array): string {
+  return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+}
+
+function group(bytes: Uint8Array, index: number): number {
+  return ((bytes[index * 2] ?? 0) << 8) | (bytes[index * 2 + 1] ?? 0);
+}
+
+function isV4Mapped(bytes: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
+  return bytes[10] === 0xff && bytes[11] === 0xff;
+}
+
+function isIsatap(bytes: Uint8Array): boolean {
+  // (s6_addr32[2] | htonl(0x02000000)) == htonl(0x02005efe)
+  return ((bytes[8] ?? 0) | 0x02) === 0x02 && bytes[9] === 0x00 && bytes[10] === 0x5e && bytes[11] === 0xfe;
+}
+
+/** `bytes` holds 16 bytes in network order. */
+export function formatIPv6(bytes: Uint8Array): string {
+  const embedsIPv4 = isV4Mapped(bytes) || isIsatap(bytes);
+  const groups = embedsIPv4 ? 6 : 8;
+  let longest = 1;
+  let runStart = -1;
+  for (let i = 0; i < groups; i++) {
+    let run = 0;
+    while (i + run < groups && group(bytes, i + run) === 0) run++;
+    if (run > longest) {
+      longest = run;
+      runStart = i;
+    }
+  }
+  let out = '';
+  let needColon = false;
+  for (let i = 0; i < groups; i++) {
+    if (i === runStart) {
+      if (needColon || i === 0) out += ':';
+      out += ':';
+      needColon = false;
+      i += longest - 1;
+      continue;
+    }
+    if (needColon) out += ':';
+    out += group(bytes, i).toString(16);
+    needColon = true;
+  }
+  if (embedsIPv4) {
+    if (needColon) out += ':';
+    out += formatIPv4(bytes.subarray(12, 16));
+  }
+  return out;
+}
+
+/** knetstat's endpoint: ADDRESS:PORT, or ADDRESS:* for port 0. */
+export function formatEndpoint(address: string, port: number): string {
+  return `${address}:${port === 0 ? '*' : port}`;
+}

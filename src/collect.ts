@@ -1,0 +1,206 @@
+/**
+ * The pipeline: enumerate (sock_diag, or /proc/net as a fallback) → attribute owners
+ * (/proc/PID/fd) → read options (pidfd_getfd + getsockopt) → derive Diag.
+ */
+import { readFileSync } from 'node:fs';
+import type { Collection, Family, Protocol, SocketRecord, Source, TableName } from './model.js';
+import { TABLES } from './model.js';
+import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
+import type { FdAccess } from './options/reader.js';
+import { OptionReader, type OptionReadSummary } from './options/reader.js';
+import { parseProcNetTable, procNetPath } from './procfs/net.js';
+import { scanSocketOwners } from './procfs/owners.js';
+import { deriveDiag, stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
+import { SystemCallError } from './sys/errors.js';
+
+export interface CollectSettings {
+  /** Which tables; default all four, in the order tcp, tcp6, udp, udp6. */
+  tables?: readonly TableName[];
+  /** 'auto' (default) uses netlink and falls back to /proc/net when it is refused. */
+  source?: Source | 'auto';
+  /** Fill `processes` from /proc/PID/fd (default true; needed for options). */
+  owners?: boolean;
+  /**
+   * Which options to read: undefined = the whole catalogue, a set = only those names,
+   * false = none (options stay null with no error).
+   */
+  options?: ReadonlySet<string> | false;
+  /** For tests: another /proc, or injected system calls. */
+  procRoot?: string;
+  fdAccess?: FdAccess;
+}
+
+function tableParts(table: TableName): { protocol: Protocol; family: Family } {
+  return { protocol: table.startsWith('tcp') ? 'tcp' : 'udp', family: table.endsWith('6') ? 6 : 4 };
+}
+
+function newRecord(
+  protocol: Protocol,
+  family: Family,
+  stateNumber: number,
+  fields: Pick<
+    SocketRecord,
+    'local' | 'remote' | 'recvQ' | 'sendQ' | 'inode' | 'uid' | 'tcpInfo' | 'memInfo'
+  >,
+): SocketRecord | null {
+  const state = stateName(protocol, stateNumber);
+  if (state === null) return null;
+  const minisocket =
+    protocol === 'tcp' &&
+    (stateNumber === TCP_STATE_TIME_WAIT ||
+      stateNumber === TCP_STATE_NEW_SYN_RECV ||
+      (state === 'SYN_RECV' && fields.inode === 0));
+  return {
+    protocol,
+    family,
+    state,
+    ...fields,
+    minisocket,
+    diag:
+      fields.tcpInfo === null && protocol === 'tcp' && state === 'ESTABLISHED'
+        ? null
+        : deriveDiag(protocol, state, fields.tcpInfo),
+    processes: [],
+    options: null,
+  };
+}
+
+function enumerateNetlink(table: TableName, warnings: string[]): SocketRecord[] {
+  const { protocol, family } = tableParts(table);
+  const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), { protocol, family });
+  if (interrupted)
+    warnings.push(
+      `the ${table} table kept changing during the dump; the listing may miss or repeat a socket`,
+    );
+  const records: SocketRecord[] = [];
+  for (const m of messages) {
+    const record = newRecord(protocol, family, m.state, {
+      local: m.local,
+      remote: m.remote,
+      recvQ: m.recvQ,
+      // For a listener sock_diag reports the maximum backlog here; /proc/net/tcp and
+      // knetstat show 0.
+      sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
+      inode: m.inode,
+      uid: m.uid,
+      tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
+      memInfo: m.memInfo,
+    });
+    if (record) {
+      // Mini-sockets carry no tcp_info; their Diag is simply empty.
+      if (record.minisocket) record.diag = '';
+      records.push(record);
+    }
+  }
+  return records;
+}
+
+function enumerateProc(table: TableName, procRoot: string): SocketRecord[] {
+  const { protocol, family } = tableParts(table);
+  let text: string;
+  try {
+    text = readFileSync(procNetPath(protocol, family, procRoot), 'utf8');
+  } catch (error) {
+    // No IPv6 on this host: the table is simply empty, as the module's would be absent.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const records: SocketRecord[] = [];
+  for (const entry of parseProcNetTable(text, family)) {
+    const record = newRecord(protocol, family, entry.state, {
+      local: entry.local,
+      remote: entry.remote,
+      recvQ: entry.recvQ,
+      sendQ: entry.sendQ,
+      inode: entry.inode,
+      uid: entry.uid,
+      tcpInfo: null,
+      memInfo: null,
+    });
+    if (record) {
+      if (record.minisocket) record.diag = '';
+      records.push(record);
+    }
+  }
+  return records;
+}
+
+/** Errors that mean "this sandbox does not let us use sock_diag", as opposed to a bug. */
+const NETLINK_REFUSALS = new Set([
+  'EPERM',
+  'EACCES',
+  'EPROTONOSUPPORT',
+  'EAFNOSUPPORT',
+  'ENOENT',
+  'EOPNOTSUPP',
+]);
+
+function optionsWarning(summary: OptionReadSummary, unreadableProcesses: number): string | null {
+  const u = summary.unreadable;
+  const fixable = u['not-permitted'] + (unreadableProcesses > 0 ? u['no-owner'] : 0);
+  // Sockets closed during the scan are dropped quietly, not counted.
+  const total = Object.values(u).reduce((a, b) => a + b, 0) - u.vanished;
+  if (total === 0) return null;
+  const parts: string[] = [];
+  if (u['not-permitted']) parts.push(`${u['not-permitted']} not permitted`);
+  if (u['no-owner']) parts.push(`${u['no-owner']} with no visible owner`);
+  if (u.unsupported) parts.push(`${u.unsupported} unsupported (pidfd_getfd needs Linux 5.6)`);
+  if (u.reused) parts.push(`${u.reused} whose fd was reused during the scan`);
+  if (u.failed) parts.push(`${u.failed} failed`);
+  const fix = fixable > 0 ? '; run as root or grant CAP_SYS_PTRACE to see them' : '';
+  return `options unknown for ${total} socket${total === 1 ? '' : 's'}: ${parts.join(', ')}${fix}`;
+}
+
+/** Collects the sockets of the tables asked for, with owners and options as asked. */
+export function collectSockets(settings: CollectSettings = {}): Collection {
+  const tables = settings.tables ?? TABLES;
+  const procRoot = settings.procRoot ?? '/proc';
+  const warnings: string[] = [];
+  let source: Source = settings.source === 'proc' ? 'proc' : 'netlink';
+  const byTable = new Map<TableName, SocketRecord[]>();
+  for (const table of TABLES) {
+    if (!tables.includes(table)) continue;
+    if (source === 'netlink') {
+      try {
+        byTable.set(table, enumerateNetlink(table, warnings));
+        continue;
+      } catch (error) {
+        const refused =
+          error instanceof SystemCallError && error.syscall === 'socket' && NETLINK_REFUSALS.has(error.code);
+        if (!refused || settings.source === 'netlink') throw error;
+        warnings.push(
+          `sock_diag netlink is not available (${error.message}); reading /proc/net instead, without tcp_info (Diag unknown)`,
+        );
+        source = 'proc';
+        byTable.clear();
+        for (const earlier of TABLES) {
+          if (earlier === table) break;
+          if (tables.includes(earlier)) byTable.set(earlier, enumerateProc(earlier, procRoot));
+        }
+      }
+    }
+    byTable.set(table, enumerateProc(table, procRoot));
+  }
+  let sockets = TABLES.flatMap((t) => byTable.get(t) ?? []);
+
+  if (settings.owners !== false || settings.options !== false) {
+    const wanted = new Set<number>();
+    for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
+    const scan = scanSocketOwners(procRoot, wanted);
+    for (const s of sockets) {
+      const owners = scan.owners.get(s.inode);
+      if (owners) s.processes = owners;
+    }
+    if (settings.options !== false) {
+      const reader = new OptionReader({ only: settings.options, access: settings.fdAccess });
+      try {
+        sockets = sockets.filter((s) => reader.read(s));
+      } finally {
+        reader.close();
+      }
+      const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
+      if (warning) warnings.push(warning);
+    }
+  }
+  return { sockets, source, warnings };
+}

@@ -1,0 +1,131 @@
+/** The typed model every stage of the pipeline passes on. */
+
+export type Protocol = 'tcp' | 'udp';
+export type Family = 4 | 6;
+
+export type TcpStateName =
+  | 'ESTABLISHED'
+  | 'SYN_SENT'
+  | 'SYN_RECV'
+  | 'FIN_WAIT1'
+  | 'FIN_WAIT2'
+  | 'TIME_WAIT'
+  | 'CLOSE'
+  | 'CLOSE_WAIT'
+  | 'LAST_ACK'
+  | 'LISTEN'
+  | 'CLOSING';
+export type UdpStateName = 'UNCONN' | 'ESTABLISHED';
+export type StateName = TcpStateName | UdpStateName;
+
+/** The four tables of the kernel module, one per protocol and family. */
+export type TableName = 'tcp' | 'tcp6' | 'udp' | 'udp6';
+export const TABLES: readonly TableName[] = ['tcp', 'tcp6', 'udp', 'udp6'];
+
+export function tableOf(protocol: Protocol, family: Family): TableName {
+  return `${protocol}${family === 6 ? '6' : ''}` as TableName;
+}
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** Fields of struct tcp_info; a field the running kernel did not send is absent. */
+export interface TcpInfo {
+  state: number;
+  caState: number;
+  retransmits: number;
+  probes: number;
+  backoff: number;
+  options: number;
+  rto: number;
+  ato: number;
+  sndMss: number;
+  rcvMss: number;
+  unacked: number;
+  sacked: number;
+  lost: number;
+  retrans: number;
+  lastDataSent: number;
+  lastAckSent: number;
+  lastDataRecv: number;
+  lastAckRecv: number;
+  pmtu: number;
+  rcvSsthresh: number;
+  rtt: number;
+  rttvar: number;
+  sndSsthresh: number;
+  sndCwnd: number;
+  advmss: number;
+  reordering: number;
+  rcvRtt: number;
+  rcvSpace: number;
+  totalRetrans: number;
+  bytesAcked?: number;
+  bytesReceived?: number;
+  notsentBytes?: number;
+  minRtt?: number;
+  bytesSent?: number;
+  bytesRetrans?: number;
+  /** The peer's advertised window (Linux 5.4+). */
+  sndWnd?: number;
+  /** Our advertised window (Linux 6.2+). */
+  rcvWnd?: number;
+}
+
+/** INET_DIAG_SKMEMINFO: the socket's memory counters, in bytes. */
+export interface SocketMemoryInfo {
+  rmemAlloc: number;
+  rcvbuf: number;
+  wmemAlloc: number;
+  sndbuf: number;
+  fwdAlloc: number;
+  wmemQueued: number;
+  optmem: number;
+  backlog: number;
+  drops: number;
+}
+
+/** Diag indicators as knetstat shows them. */
+export type DiagIndicator = '' | '>|' | '|<' | '>|<' | '>#';
+
+export interface SocketOwner {
+  pid: number;
+  fd: number;
+  command: string;
+}
+
+export type OptionValue = number | string | null;
+export type SocketOptions = Record<string, OptionValue>;
+
+export interface SocketRecord {
+  protocol: Protocol;
+  family: Family;
+  state: StateName;
+  local: Endpoint;
+  remote: Endpoint;
+  recvQ: number;
+  sendQ: number;
+  inode: number;
+  uid: number;
+  /** A TIME_WAIT or request (SYN_RECV) mini-socket: no owner, no options, no tcp_info. */
+  minisocket: boolean;
+  /** null when the source could not tell (the /proc/net fallback). */
+  diag: DiagIndicator | null;
+  tcpInfo: TcpInfo | null;
+  memInfo: SocketMemoryInfo | null;
+  processes: SocketOwner[];
+  options: SocketOptions | null;
+  optionsError?: string;
+}
+
+export type Source = 'netlink' | 'proc';
+
+export interface Collection {
+  sockets: SocketRecord[];
+  /** Where the socket list came from. */
+  source: Source;
+  /** Notes for stderr, e.g. why netlink was not used, or why options could not be read. */
+  warnings: string[];
+}

@@ -1,0 +1,67 @@
+import { endianness } from 'node:os';
+import { ProtocolError } from '../sys/errors.js';
+
+/** True on little-endian hosts; netlink headers and tcp_info are in host order. */
+export const hostIsLittleEndian = endianness() === 'LE';
+
+/**
+ * A bounds-checked cursor over one struct or message. Every read checks the bytes are
+ * there first, so a truncated or lying length becomes a ProtocolError, never a read past
+ * the end of the buffer.
+ */
+export class ByteReader {
+  private readonly view: DataView;
+  offset = 0;
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly what: string,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get length(): number {
+    return this.bytes.byteLength;
+  }
+
+  get remaining(): number {
+    return this.bytes.byteLength - this.offset;
+  }
+
+  private need(count: number): number {
+    const at = this.offset;
+    if (count > this.bytes.byteLength - at) {
+      throw new ProtocolError(
+        `${this.what}: truncated (needs ${at + count} bytes, has ${this.bytes.byteLength})`,
+      );
+    }
+    this.offset = at + count;
+    return at;
+  }
+
+  u8(): number {
+    return this.view.getUint8(this.need(1));
+  }
+  u16(): number {
+    return this.view.getUint16(this.need(2), hostIsLittleEndian);
+  }
+  u16be(): number {
+    return this.view.getUint16(this.need(2), false);
+  }
+  u32(): number {
+    return this.view.getUint32(this.need(4), hostIsLittleEndian);
+  }
+  i32(): number {
+    return this.view.getInt32(this.need(4), hostIsLittleEndian);
+  }
+  u64(): number {
+    // Counters that exceed 2^53 lose precision; none of the values we show come close.
+    return Number(this.view.getBigUint64(this.need(8), hostIsLittleEndian));
+  }
+  bytesView(count: number): Uint8Array {
+    const at = this.need(count);
+    return this.bytes.subarray(at, at + count);
+  }
+  skip(count: number): void {
+    this.need(count);
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Dumps of NETLINK_SOCK_DIAG: one request per (family, protocol), the reply read
+ * datagram by datagram and parsed as it arrives, so memory stays proportional to
+ * the sockets kept, not to the stream.
+ */
+import { ProtocolError, SystemCallError } from '../sys/errors.js';
+import * as libc from '../sys/libc.js';
+import { hostIsLittleEndian } from './byte-reader.js';
+import {
+  ALL_STATES,
+  formatInetDiagRequest,
+  INET_DIAG_INFO,
+  INET_DIAG_SKMEMINFO,
+  type InetDiagMessage,
+  parseInetDiagMessage,
+  SOCK_DIAG_BY_FAMILY,
+} from './inet-diag.js';
+import {
+  formatNetlinkMessage,
+  NLM_F_DUMP,
+  NLM_F_DUMP_INTR,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_NOOP,
+  parseNetlinkError,
+  splitNetlinkMessages,
+} from './message.js';
+
+/** The kernel caps a dump datagram at 32 KiB; a larger buffer lets us detect anything bigger. */
+const RECEIVE_BUFFER_SIZE = 64 * 1024;
+/** How often a dump interrupted by a concurrent change (or ENOBUFS) is started again. */
+export const MAX_DUMP_ATTEMPTS = 4;
+
+/** A source of datagrams: the real netlink socket, or captured bytes in tests. */
+export interface DatagramTransport {
+  send(request: Uint8Array): void;
+  /** The next datagram; its bytes stay valid until the next call. */
+  receive(): Uint8Array;
+  close(): void;
+}
+
+function sockaddrNetlink(): Uint8Array {
+  const address = new Uint8Array(12);
+  new DataView(address.buffer).setUint16(0, libc.AF_NETLINK, hostIsLittleEndian);
+  return address; // pid 0 = the kernel, no multicast groups
+}
+
+export class NetlinkSocket implements DatagramTransport {
+  private readonly fd: number;
+  private readonly buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+  private readonly kernel = sockaddrNetlink();
+
+  constructor() {
+    this.fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, libc.NETLINK_SOCK_DIAG);
+  }
+
+  send(request: Uint8Array): void {
+    libc.sendTo(this.fd, request, this.kernel);
+  }
+
+  receive(): Uint8Array {
+    for (;;) {
+      try {
+        const length = libc.recv(this.fd, this.buffer, libc.MSG_TRUNC);
+        if (length > this.buffer.byteLength) {
+          throw new ProtocolError(`netlink: a ${length}-byte datagram does not fit the receive buffer`);
+        }
+        return this.buffer.subarray(0, length);
+      } catch (error) {
+        if (error instanceof SystemCallError && error.code === 'EINTR') continue;
+        throw error;
+      }
+    }
+  }
+
+  close(): void {
+    libc.close(this.fd);
+  }
+}
+
+export interface DumpRequest {
+  family: 4 | 6;
+  protocol: 'tcp' | 'udp';
+}
+
+let nextSequence = 1;
+
+/**
+ * Runs one dump to its NLMSG_DONE, handing each socket to `onMessage`. Returns false
+ * when the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR: the tables changed
+ * while it walked them, so entries may be missing or doubled).
+ */
+function runDump(
+  transport: DatagramTransport,
+  request: DumpRequest,
+  onMessage: (m: InetDiagMessage) => void,
+): boolean {
+  const sequence = nextSequence++;
+  const call = `sock_diag(${request.protocol}${request.family === 6 ? '6' : ''})`;
+  const body = formatInetDiagRequest({
+    family: request.family === 4 ? libc.AF_INET : libc.AF_INET6,
+    protocol: request.protocol === 'tcp' ? 6 : 17,
+    extensions: (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)),
+    states: ALL_STATES,
+  });
+  transport.send(
+    formatNetlinkMessage(
+      { type: SOCK_DIAG_BY_FAMILY, flags: NLM_F_REQUEST | NLM_F_DUMP, sequence, portId: 0 },
+      body,
+    ),
+  );
+  let complete = true;
+  for (;;) {
+    const datagram = transport.receive();
+    if (datagram.byteLength === 0) throw new ProtocolError(`${call}: the socket closed before NLMSG_DONE`);
+    for (const { header, payload } of splitNetlinkMessages(datagram)) {
+      if (header.sequence !== sequence) continue; // a stale reply to an abandoned dump
+      if (header.flags & NLM_F_DUMP_INTR) complete = false;
+      if (header.type === NLMSG_DONE) {
+        if (payload.byteLength >= 4) {
+          const error = parseNetlinkError(payload, call);
+          if (error) throw error;
+        }
+        return complete;
+      }
+      if (header.type === NLMSG_ERROR) {
+        const error = parseNetlinkError(payload, call);
+        if (error) throw error;
+        continue;
+      }
+      if (header.type === NLMSG_NOOP) continue;
+      if (header.type !== SOCK_DIAG_BY_FAMILY) {
+        throw new ProtocolError(`${call}: unexpected message type ${header.type}`);
+      }
+      onMessage(parseInetDiagMessage(payload));
+    }
+  }
+}
+
+/**
+ * Dumps every socket of one family and protocol, in every state. An interrupted dump,
+ * or one that overran the socket's buffer (ENOBUFS), is started again from scratch on a
+ * fresh socket (the kernel may still be running the old dump on the old one), at most
+ * MAX_DUMP_ATTEMPTS times; after that the last result is kept and `interrupted` says so.
+ */
+export function dumpInetSockets(
+  openTransport: () => DatagramTransport,
+  request: DumpRequest,
+): { messages: InetDiagMessage[]; interrupted: boolean } {
+  for (let attempt = 1; ; attempt++) {
+    const messages: InetDiagMessage[] = [];
+    const transport = openTransport();
+    let complete: boolean;
+    try {
+      complete = runDump(transport, request, (message) => messages.push(message));
+    } catch (error) {
+      if (error instanceof SystemCallError && error.code === 'ENOBUFS' && attempt < MAX_DUMP_ATTEMPTS)
+        continue;
+      throw error;
+    } finally {
+      transport.close();
+    }
+    if (complete) return { messages, interrupted: false };
+    if (attempt >= MAX_DUMP_ATTEMPTS) return { messages, interrupted: true };
+  }
+}

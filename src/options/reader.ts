@@ -1,0 +1,207 @@
+/**
+ * Reads each socket's options from its owner: pidfd_open once per process, then per
+ * socket pidfd_getfd, an fstat to prove the duplicate is the socket we enumerated
+ * (the pid or fd may have been reused since the /proc scan), the catalogue's getsockopt
+ * calls, and close — microseconds from first to last. The duplicate is a bare number
+ * that never reaches net, dgram or libuv, which would set O_NONBLOCK on the open file
+ * description the owner shares.
+ */
+import type { SocketOptions, SocketRecord } from '../model.js';
+import { isSystemCallError, SystemCallError } from '../sys/errors.js';
+import * as libc from '../sys/libc.js';
+import { type OptionSpec, optionsFor } from './catalogue.js';
+import { decodeOption } from './decode.js';
+
+/** The system calls the reader makes; tests inject failures and reused fds through it. */
+export interface FdAccess {
+  pidfdOpen(pid: number): number;
+  pidfdGetfd(pidfd: number, fd: number): number;
+  inodeOf(fd: number): number;
+  /** Length written, or the negated errno. */
+  getsockopt(fd: number, level: number, name: number, value: Uint8Array, length: Uint32Array): number;
+  close(fd: number): void;
+}
+
+export const libcFdAccess: FdAccess = {
+  pidfdOpen: libc.pidfdOpen,
+  pidfdGetfd: libc.pidfdGetfd,
+  inodeOf: libc.fstatInode,
+  getsockopt: libc.getsockoptRaw,
+  close: libc.close,
+};
+
+/** Why the options of a socket are unknown. */
+export type UnreadableReason =
+  | 'no-owner'
+  | 'not-permitted'
+  | 'unsupported'
+  | 'vanished'
+  | 'reused'
+  | 'failed';
+
+export interface OptionReadSummary {
+  read: number;
+  unreadable: Record<UnreadableReason, number>;
+}
+
+export interface ReadOptionsSettings {
+  /** Restrict the read to these option names (for output that needs fewer); undefined = all. */
+  only?: ReadonlySet<string>;
+  access?: FdAccess;
+}
+
+type ProcessHandle = { pidfd: number } | { error: SystemCallError };
+
+const OPTION_BUFFER_SIZE = 64;
+
+export class OptionReader {
+  private readonly access: FdAccess;
+  private readonly only: ReadonlySet<string> | undefined;
+  private readonly processes = new Map<number, ProcessHandle>();
+  private readonly value = new Uint8Array(OPTION_BUFFER_SIZE);
+  private readonly length = new Uint32Array(1);
+  private readonly specCache = new Map<string, OptionSpec[]>();
+  readonly summary: OptionReadSummary = {
+    read: 0,
+    unreadable: { 'no-owner': 0, 'not-permitted': 0, unsupported: 0, vanished: 0, reused: 0, failed: 0 },
+  };
+
+  constructor(settings: ReadOptionsSettings = {}) {
+    this.access = settings.access ?? libcFdAccess;
+    this.only = settings.only;
+  }
+
+  private specsFor(socket: SocketRecord): OptionSpec[] {
+    const listening = socket.state === 'LISTEN';
+    const key = `${socket.protocol}${socket.family}${listening}`;
+    let specs = this.specCache.get(key);
+    if (!specs) {
+      specs = optionsFor(socket.protocol, socket.family, listening).filter(
+        (o) => !this.only || this.only.has(o.name),
+      );
+      this.specCache.set(key, specs);
+    }
+    return specs;
+  }
+
+  private processHandle(pid: number): ProcessHandle {
+    let handle = this.processes.get(pid);
+    if (!handle) {
+      try {
+        handle = { pidfd: this.access.pidfdOpen(pid) };
+      } catch (error) {
+        if (!(error instanceof SystemCallError)) throw error;
+        handle = { error };
+      }
+      this.processes.set(pid, handle);
+    }
+    return handle;
+  }
+
+  /**
+   * Fills `socket.options`, or sets `options: null` and `optionsError`. Returns false when
+   * the socket vanished during the scan (every owner closed it or exited): such a socket
+   * no longer exists and is skipped quietly.
+   */
+  read(socket: SocketRecord): boolean {
+    if (socket.minisocket) {
+      socket.options = null;
+      socket.optionsError =
+        socket.state === 'TIME_WAIT'
+          ? 'TIME_WAIT entries have no options'
+          : 'a pending connection request has no options yet';
+      return true;
+    }
+    if (socket.processes.length === 0) {
+      this.fail(
+        socket,
+        'no-owner',
+        'no visible owner (a kernel socket, or a process this user may not inspect)',
+      );
+      return true;
+    }
+    let reason: UnreadableReason = 'vanished';
+    let message = 'the socket was closed during the scan';
+    for (const owner of socket.processes) {
+      const handle = this.processHandle(owner.pid);
+      if ('error' in handle) {
+        if (handle.error.code !== 'ESRCH') ({ reason, message } = this.explain(handle.error, owner.pid));
+        continue;
+      }
+      let duplicate: number;
+      try {
+        duplicate = this.access.pidfdGetfd(handle.pidfd, owner.fd);
+      } catch (error) {
+        if (!(error instanceof SystemCallError)) throw error;
+        if (!isSystemCallError(error, 'ESRCH', 'EBADF'))
+          ({ reason, message } = this.explain(error, owner.pid));
+        continue;
+      }
+      try {
+        const inode = this.access.inodeOf(duplicate);
+        if (inode !== socket.inode) {
+          reason = 'reused';
+          message = `fd ${owner.fd} of pid ${owner.pid} now holds another file (inode ${inode}, not ${socket.inode}): not read`;
+          continue;
+        }
+        socket.options = this.readAll(duplicate, this.specsFor(socket));
+        delete socket.optionsError;
+        this.summary.read++;
+        return true;
+      } finally {
+        this.access.close(duplicate);
+      }
+    }
+    this.fail(socket, reason, message);
+    return reason !== 'vanished';
+  }
+
+  private readAll(fd: number, specs: readonly OptionSpec[]): SocketOptions {
+    const options: SocketOptions = {};
+    const { value, length } = this;
+    for (const spec of specs) {
+      const written = this.access.getsockopt(fd, spec.level, spec.optname, value, length);
+      // ENOPROTOOPT, EINVAL, EOPNOTSUPP, ENOTCONN: the kernel lacks the option or it does not apply.
+      if (written < 0) continue;
+      const decoded = decodeOption(spec.decoding, value, written);
+      if (decoded !== undefined) options[spec.name] = decoded;
+    }
+    return options;
+  }
+
+  private explain(error: SystemCallError, pid: number): { reason: UnreadableReason; message: string } {
+    if (error.code === 'EPERM' || error.code === 'EACCES') {
+      return {
+        reason: 'not-permitted',
+        message: `not permitted to inspect pid ${pid} (${error.syscall}: ${error.code}); run as root or grant CAP_SYS_PTRACE`,
+      };
+    }
+    if (error.code === 'ENOSYS') {
+      return {
+        reason: 'unsupported',
+        message: `${error.syscall} is not available: Linux 5.6 or later is needed`,
+      };
+    }
+    return { reason: 'failed', message: `${error.syscall} failed for pid ${pid}: ${error.code}` };
+  }
+
+  private fail(socket: SocketRecord, reason: UnreadableReason, message: string): void {
+    socket.options = null;
+    socket.optionsError = message;
+    this.summary.unreadable[reason]++;
+  }
+
+  /** Closes every pidfd opened for this collection. */
+  close(): void {
+    for (const handle of this.processes.values()) {
+      if ('pidfd' in handle) {
+        try {
+          this.access.close(handle.pidfd);
+        } catch {
+          // Nothing useful to do: the fd is ours and was open.
+        }
+      }
+    }
+    this.processes.clear();
+  }
+}

@@ -1,0 +1,50 @@
+/** `--json`: one array, one object per socket, in the order of the text tables (DESIGN.md). */
+import type { SocketRecord } from '../model.js';
+
+export interface JsonSocket {
+  protocol: SocketRecord['protocol'];
+  family: SocketRecord['family'];
+  state: SocketRecord['state'];
+  local: SocketRecord['local'];
+  remote: SocketRecord['remote'];
+  recvQ: number;
+  sendQ: number;
+  inode: number;
+  uid: number;
+  diag: SocketRecord['diag'];
+  processes: SocketRecord['processes'];
+  options: SocketRecord['options'];
+  optionsError?: string;
+}
+
+export function toJsonSocket(socket: SocketRecord): JsonSocket {
+  const out: JsonSocket = {
+    protocol: socket.protocol,
+    family: socket.family,
+    state: socket.state,
+    local: socket.local,
+    remote: socket.remote,
+    recvQ: socket.recvQ,
+    sendQ: socket.sendQ,
+    inode: socket.inode,
+    uid: socket.uid,
+    diag: socket.diag,
+    processes: socket.processes,
+    options: socket.options,
+  };
+  if (socket.optionsError !== undefined) out.optionsError = socket.optionsError;
+  return out;
+}
+
+/** The JSON array, one socket per line so that large outputs stream and diff well. */
+export function* renderJson(sockets: readonly SocketRecord[]): Generator<string> {
+  if (sockets.length === 0) {
+    yield '[]\n';
+    return;
+  }
+  for (let i = 0; i < sockets.length; i++) {
+    const socket = sockets[i] as SocketRecord;
+    yield `${i === 0 ? '[' : ','}${JSON.stringify(toJsonSocket(socket))}\n`;
+  }
+  yield ']\n';
+}

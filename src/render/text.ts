@@ -1,0 +1,93 @@
+/**
+ * knetstat's tables, byte for byte: `%6d %6d `, endpoints padded to 23 columns, the
+ * four-letter state, Diag padded to 4, then the Options. See DESIGN.md.
+ */
+import { formatEndpoint } from '../address.js';
+import type { SocketRecord, TableName } from '../model.js';
+import { formatOptionsColumn, type OptionSelection } from '../options/display.js';
+import type { KeepaliveDefaults } from '../procfs/sysctl.js';
+import { STATE_ABBREVIATIONS } from '../states.js';
+
+export const TCP_HEADER = 'Recv-Q Send-Q Local Address           Foreign Address         Stat Diag Options';
+export const UDP_HEADER = 'Recv-Q Send-Q Local Address           Foreign Address         Options';
+
+export interface TextRenderSettings {
+  selection: OptionSelection;
+  keepalive: KeepaliveDefaults;
+  /** Adds a PID/Program column before Options. */
+  showProcesses?: boolean;
+}
+
+export function tableHeader(table: TableName, showProcesses = false): string {
+  const header = table.startsWith('tcp') ? TCP_HEADER : UDP_HEADER;
+  return showProcesses
+    ? header.replace(/Options$/, `${'PID/Program'.padEnd(PROCESS_COLUMN_WIDTH)} Options`)
+    : header;
+}
+
+const PROCESS_COLUMN_WIDTH = 20;
+
+function pad6(value: number): string {
+  return String(value).padStart(6);
+}
+
+function padEndpoint(address: string, port: number): string {
+  return formatEndpoint(address, port).padEnd(23);
+}
+
+/** Control characters (and DEL, and C1) shown as \xNN: a process can name itself anything. */
+export function escapeControlCharacters(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\\]/g, (c) =>
+    c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
+export function formatProcesses(socket: SocketRecord): string {
+  if (socket.processes.length === 0) return '-';
+  const seen = new Set<string>();
+  for (const p of socket.processes) seen.add(`${p.pid}/${escapeControlCharacters(p.command)}`);
+  return [...seen].join(',');
+}
+
+const UNREADABLE_MARKERS: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^not permitted/, '[not permitted]'],
+  [/^no visible owner/, '[no owner]'],
+  [/not available/, '[unsupported]'],
+  [/now holds another file/, '[fd reused]'],
+  [/closed during the scan/, '[closed]'],
+];
+
+/** What the Options column shows when the options could not be read. */
+export function unreadableMarker(socket: SocketRecord): string {
+  if (socket.options !== null) return '';
+  const why = socket.optionsError ?? '';
+  for (const [pattern, marker] of UNREADABLE_MARKERS) if (pattern.test(why)) return marker;
+  return socket.optionsError === undefined ? '' : '[unreadable]';
+}
+
+export function formatRow(socket: SocketRecord, settings: TextRenderSettings): string {
+  let line = `${pad6(socket.recvQ)} ${pad6(socket.sendQ)} ${padEndpoint(socket.local.address, socket.local.port)} ${padEndpoint(socket.remote.address, socket.remote.port)} `;
+  if (socket.protocol === 'tcp') {
+    line += `${STATE_ABBREVIATIONS[socket.state as keyof typeof STATE_ABBREVIATIONS]} `;
+    if (socket.minisocket) return line;
+    line += `${(socket.diag ?? '?').padEnd(4)} `;
+  }
+  if (settings.showProcesses) line += `${formatProcesses(socket).padEnd(PROCESS_COLUMN_WIDTH)} `;
+  line +=
+    socket.options === null
+      ? unreadableMarker(socket)
+      : formatOptionsColumn(socket, settings.selection, settings.keepalive);
+  return line;
+}
+
+/** One table: its header, then its rows, each line ending in "\n". */
+export function renderTable(
+  table: TableName,
+  sockets: readonly SocketRecord[],
+  settings: TextRenderSettings,
+): string {
+  const lines = [tableHeader(table, settings.showProcesses)];
+  for (const socket of sockets) lines.push(formatRow(socket, settings));
+  return `${lines.join('\n')}\n`;
+}

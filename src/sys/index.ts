@@ -1,0 +1,2 @@
+export * from './errors.js';
+export * as libc from './libc.js';

@@ -1,0 +1,118 @@
+/**
+ * libc through koffi. This is the only module that imports koffi: every foreign
+ * function is declared once, here, at load, with a fixed arity, and every call
+ * reads errno straight after it returns so nothing in between can clobber it.
+ * Pointers are Buffers or typed arrays owned by the caller (preallocated and
+ * reused in hot loops), never JS arrays.
+ */
+import koffi from 'koffi';
+import { SystemCallError } from './errors.js';
+
+const libc = koffi.load(null);
+
+const SYS_pidfd_open = 434;
+const SYS_pidfd_getfd = 438;
+
+const c = {
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  bind: libc.func('int bind(int fd, void *addr, uint32_t addrlen)'),
+  sendto: libc.func('long sendto(int fd, void *buf, size_t len, int flags, void *addr, uint32_t addrlen)'),
+  recv: libc.func('long recv(int fd, void *buf, size_t len, int flags)'),
+  close: libc.func('int close(int fd)'),
+  fstat: libc.func('int fstat(int fd, void *statbuf)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t length)'),
+  // syscall(2) is variadic in C; a fixed-arity prototype is what koffi calls fastest and is
+  // ABI-compatible on the 64-bit targets we support (arguments in registers).
+  syscall3: libc.func('long syscall(long number, long a, long b, long c)'),
+};
+
+function fail(call: string): never {
+  throw new SystemCallError(call, koffi.errno());
+}
+
+export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const SOCK_CLOEXEC = 0o2000000;
+export const NETLINK_SOCK_DIAG = 4;
+export const SOL_SOCKET = 1;
+export const SO_RCVBUF = 8;
+export const SOL_NETLINK = 270;
+
+export function socket(domain: number, type: number, protocol: number): number {
+  const fd = c.socket(domain, type, protocol) as number;
+  if (fd < 0) fail('socket');
+  return fd;
+}
+
+export function bind(fd: number, address: Uint8Array): void {
+  if ((c.bind(fd, address, address.byteLength) as number) < 0) fail('bind');
+}
+
+/** sendto(2) to an explicit address (netlink wants the kernel's sockaddr_nl). */
+export function sendTo(fd: number, data: Uint8Array, address: Uint8Array): number {
+  const sent = Number(c.sendto(fd, data, data.byteLength, 0, address, address.byteLength));
+  if (sent < 0) fail('sendto');
+  return sent;
+}
+
+export const MSG_TRUNC = 0x20;
+
+/** recv(2) into `buffer`; returns the byte count (the full datagram length with MSG_TRUNC). */
+export function recv(fd: number, buffer: Uint8Array, flags = 0): number {
+  const received = Number(c.recv(fd, buffer, buffer.byteLength, flags));
+  if (received < 0) fail('recv');
+  return received;
+}
+
+export function close(fd: number): void {
+  if ((c.close(fd) as number) < 0) fail('close');
+}
+
+// struct stat: st_dev (8 bytes) then st_ino (8 bytes) on every 64-bit Linux ABI.
+const statBuffer = new BigUint64Array(32);
+
+/** The inode number of what `fd` refers to (for a socket: the inode of `socket:[N]`). */
+export function fstatInode(fd: number): number {
+  if ((c.fstat(fd, statBuffer) as number) < 0) fail('fstat');
+  return Number(statBuffer[1]);
+}
+
+/**
+ * getsockopt(2) into `value`; `length` is a one-element Uint32Array the caller reuses.
+ * Returns the length the kernel wrote, or the negated errno when the call failed, so
+ * that the hot loop can treat "option unknown to this kernel" without an exception.
+ */
+export function getsockoptRaw(
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array,
+  length: Uint32Array,
+): number {
+  length[0] = value.byteLength;
+  const result = c.getsockopt(fd, level, name, value, length) as number;
+  if (result < 0) return -koffi.errno();
+  return length[0] ?? 0;
+}
+
+export function setsockopt(fd: number, level: number, name: number, value: Uint8Array): void {
+  if ((c.setsockopt(fd, level, name, value, value.byteLength) as number) < 0) fail('setsockopt');
+}
+
+/** pidfd_open(2): a file descriptor that refers to process `pid` (Linux 5.3). */
+export function pidfdOpen(pid: number): number {
+  const fd = Number(c.syscall3(SYS_pidfd_open, pid, 0, 0));
+  if (fd < 0) fail('pidfd_open');
+  return fd;
+}
+
+/** pidfd_getfd(2): a duplicate of the target's `targetFd` in this process (Linux 5.6). */
+export function pidfdGetfd(pidfd: number, targetFd: number): number {
+  const fd = Number(c.syscall3(SYS_pidfd_getfd, pidfd, targetFd, 0));
+  if (fd < 0) fail('pidfd_getfd');
+  return fd;
+}
