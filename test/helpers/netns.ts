@@ -1,0 +1,100 @@
+/**
+ * Integration-test plumbing: a socket-holding child (socket_child.py) in a private
+ * network namespace, and knetstat run inside that namespace with nsenter, so nothing
+ * else on the host shows up in what the tests compare.
+ */
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface, type Interface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = `${ROOT}dist/cli.js`;
+const CHILD = fileURLToPath(new URL('./socket_child.py', import.meta.url));
+
+export const isRoot = process.getuid?.() === 0;
+
+/** Why namespace tests cannot run here, or null when they can. */
+export function netnsUnavailableReason(): string | null {
+  if (!isRoot) return 'needs root (unshare -n, nsenter, pidfd_getfd on other processes)';
+  const probe = spawnSync('unshare', ['-n', 'true']);
+  if (probe.status !== 0) return `unshare -n is refused here: ${probe.stderr.toString().trim()}`;
+  return null;
+}
+
+type Json = Record<string, unknown>;
+
+export class SocketChild {
+  private constructor(
+    private readonly process: ChildProcessWithoutNullStreams,
+    private readonly lines: Interface,
+    readonly pid: number,
+  ) {}
+
+  /**
+   * Starts the child in a new network namespace with loopback up (or in this one
+   * with `sharedNetns`). `wrap` prefixes the command (e.g. setpriv to drop privileges).
+   */
+  static async start(options: { sharedNetns?: boolean; wrap?: string[] } = {}): Promise<SocketChild> {
+    const script = `python3 -u ${CHILD}`;
+    const command = options.sharedNetns
+      ? [...(options.wrap ?? []), 'sh', '-c', `exec ${script}`]
+      : [
+          'unshare',
+          '-n',
+          'sh',
+          '-c',
+          `ip link set lo up && exec ${[...(options.wrap ?? []), script].join(' ')}`,
+        ];
+    const [file, ...args] = command as [string, ...string[]];
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const lines = createInterface({ input: child.stdout });
+    const first = await new Promise<string>((resolve, reject) => {
+      lines.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`socket child exited (${code}): ${stderr}`)));
+    });
+    const ready = JSON.parse(first) as { pid: number };
+    return new SocketChild(child, lines, ready.pid);
+  }
+
+  /** Sends one command and returns its result; a failed command throws its message. */
+  async run<T = Json>(command: Json): Promise<T> {
+    const reply = new Promise<string>((resolve) => this.lines.once('line', resolve));
+    this.process.stdin.write(`${JSON.stringify(command)}\n`);
+    const parsed = JSON.parse(await reply) as { ok: boolean; result: T; error?: string };
+    if (!parsed.ok) throw new Error(`socket child: ${parsed.error}`);
+    return parsed.result;
+  }
+
+  /** Runs knetstat in the child's network namespace. */
+  knetstat(args: string[], options: { wrap?: string[]; env?: NodeJS.ProcessEnv } = {}) {
+    const result = spawnSync(
+      'nsenter',
+      ['-t', String(this.pid), '-n', ...(options.wrap ?? []), process.execPath, CLI, ...args],
+      { encoding: 'utf8', env: options.env ?? process.env },
+    );
+    return { stdout: result.stdout, stderr: result.stderr, status: result.status };
+  }
+
+  /** /proc/net/<table> as the child's namespace has it. */
+  procNet(table: 'tcp' | 'tcp6' | 'udp' | 'udp6'): string {
+    return readFileSync(`/proc/${this.pid}/net/${table}`, 'utf8');
+  }
+
+  async stop(): Promise<void> {
+    if (this.process.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.process.once('exit', resolve));
+    this.process.stdin.end();
+    this.process.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/** Runs a command in the network namespace of `pid` and returns stdout. */
+export function inNetns(pid: number, command: string[]): string {
+  return execFileSync('nsenter', ['-t', String(pid), '-n', ...command], { encoding: 'utf8' });
+}
