@@ -7,6 +7,7 @@ import type { SocketOptions, SocketRecord, StateName, TcpStateName } from '../..
 import type { KeepaliveDefaults } from '../../src/procfs/sysctl.js';
 import { renderJson } from '../../src/render/json.js';
 import {
+  escapeControlCharacters,
   formatRow,
   renderTable,
   TCP_HEADER,
@@ -299,6 +300,27 @@ describe('the Options column', () => {
     expect(column).toContain('TCP_NODELAY=1,TCP_DEFER_ACCEPT=3');
   });
 
+  it('TCP_NODELAY, TCP_FASTOPEN and TCP_DEFER_ACCEPT show when 0, like the other unmarked options', () => {
+    const zeros = {
+      SO_REUSEADDR: 0,
+      SO_REUSEPORT: 0,
+      SO_KEEPALIVE: 0,
+      TCP_NODELAY: 0,
+      TCP_FASTOPEN: 0,
+      TCP_DEFER_ACCEPT: 0,
+    };
+    const listening = tcp({ state: 'LISTEN', remote: { address: '0.0.0.0', port: 0 }, options: zeros });
+    expect(optionsOf(listening)).toBe(
+      'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=0,TCP_FASTOPEN=0,TCP_DEFER_ACCEPT=0',
+    );
+    expect(optionsOf(tcp({ options: zeros }))).toBe(
+      'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=0,TCP_DEFER_ACCEPT=0',
+    );
+    expect(optionsOf(udp({ options: { SO_REUSEADDR: 0, SO_REUSEPORT: 0, SO_BROADCAST: 0 } }))).toBe(
+      'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_BROADCAST=0',
+    );
+  });
+
   it('UDP: its own list, SO_BROADCAST last, no TCP options', () => {
     expect(optionsOf(udp({ options: every }))).toBe(
       'SO_REUSEADDR=1,SO_REUSEPORT=1,SO_RCVBUF=4096,SO_SNDBUF=8192,SO_RCVTIMEO=1500ms,SO_SNDTIMEO=250ms,' +
@@ -406,6 +428,19 @@ describe('renderTable', () => {
     expect(line?.slice(72)).toBe('812/sshd,900/evil\\x0aname TCP_NODELAY=1');
     const lone = renderTable('udp', [udp({ options: { SO_BROADCAST: 0 } })], settings).split('\n');
     expect(lone[1]?.indexOf('SO_BROADCAST')).toBe(lone[0]?.indexOf('Options'));
+  });
+});
+
+describe('process names in the PID/Program column', () => {
+  it.each([
+    ['nginx: worker', 'nginx: worker'],
+    ['tab\there', 'tab\\x09here'],
+    ['del\u007f', 'del\\x7f'],
+    ['c1\u009b[2J', 'c1\\x9b[2J'],
+    ['back\\slash', 'back\\\\slash'],
+    ['café ☕', 'café ☕'],
+  ])('%j is shown as %j', (command, shown) => {
+    expect(escapeControlCharacters(command)).toBe(shown);
   });
 });
 
