@@ -188,7 +188,7 @@ describe('queues and endpoints', () => {
     [999999, '999999'],
     [1234567, '1234567'],
     [4294967295, '4294967295'],
-  ])('%i as %%6d: %j, then one space', (value, text) => {
+  ])('a queue of %i is %j (six columns, never cut), then one space', (value, text) => {
     expect(row(tcp({ recvQ: value, sendQ: value })).startsWith(`${text} ${text} 127.0.0.1:22 `)).toBe(true);
   });
 
