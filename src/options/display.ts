@@ -60,8 +60,10 @@ function knetstatOptions(socket: SocketRecord, keepalive: KeepaliveDefaults): st
   if (typeof o.SO_LINGER === 'number') out.push(`SO_LINGER=${o.SO_LINGER}s`);
   if (socket.protocol === 'tcp') {
     show('TCP_NODELAY');
-    if (socket.state === 'LISTEN') showIfSet('TCP_FASTOPEN');
-    showIfSet('TCP_DEFER_ACCEPT');
+    // Shown like the flags, 0 included (DESIGN marks neither as "only when set"; the
+    // module printed both unconditionally, TCP_FASTOPEN on listeners only).
+    if (socket.state === 'LISTEN') show('TCP_FASTOPEN');
+    show('TCP_DEFER_ACCEPT');
   } else {
     show('SO_BROADCAST');
   }

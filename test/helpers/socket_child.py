@@ -8,6 +8,12 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
    "connect": ["addr", port]?}
   {"op": "connect", "id": "C", "to": "L", "options": [...], "accept_as": "A"}
       connects a client to listener L and accepts the server side as A
+  {"op": "dial", "id": "C", "family": 4|6, "address": "127.0.0.1", "port": N, "listener": "L",
+   "accept_as": "A"?, "nonblocking": false}
+      connects to an explicit address (e.g. an IPv4 client to a dual-stack IPv6 listener);
+      accepts the server side from L as A, or leaves it in L's accept queue without accept_as;
+      nonblocking only starts the connect (a SYN to a full accept queue stays SYN_SENT)
+  {"op": "shutdown", "id": "C", "how": 1}       shutdown(2): 1 = SHUT_WR sends a FIN
   {"op": "timewait", "to": "L"}   a connection closed client-first: leaves TIME_WAIT
   {"op": "send", "id": "C", "bytes": N}            send N bytes (non-blocking, returns sent)
   {"op": "fill", "id": "C"}                         send until the socket would block
@@ -103,6 +109,23 @@ def handle(cmd):
         else:
             a.close()
         return out
+    if op == "dial":
+        c = socket.socket(family_of(cmd.get("family", 4)), socket.SOCK_STREAM)
+        if cmd.get("nonblocking"):
+            c.setblocking(False)
+            c.connect_ex((cmd["address"], cmd["port"]))
+        else:
+            c.connect((cmd["address"], cmd["port"]))
+        sockets[cmd["id"]] = c
+        out = {"client": describe(cmd["id"])}
+        if cmd.get("accept_as"):
+            a, _ = sockets[cmd["listener"]].accept()
+            sockets[cmd["accept_as"]] = a
+            out["server"] = describe(cmd["accept_as"])
+        return out
+    if op == "shutdown":
+        sockets[cmd["id"]].shutdown(cmd.get("how", socket.SHUT_WR))
+        return {"shutdown": cmd["id"]}
     if op == "timewait":
         listener = sockets[cmd["to"]]
         c = socket.socket(listener.family, socket.SOCK_STREAM)
