@@ -112,6 +112,7 @@ describe('the option catalogue', () => {
 
   it('is documented: the README option table lists every entry', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    for (const option of OPTION_CATALOGUE) expect(readme, option.name).toMatch(new RegExp(`\\| \`${option.name}\` +\\|`));
+    for (const option of OPTION_CATALOGUE)
+      expect(readme, option.name).toMatch(new RegExp(`\\| \`${option.name}\` +\\|`));
   });
 });
