@@ -190,6 +190,7 @@ export function parseEndpointPattern(value: string, flag: string): EndpointPatte
   }
   let port: number | null = null;
   if (portPart !== null) {
+    if (portPart === '') throw bad(`a port is missing after ':'`);
     if (portPart === '*') port = 0;
     else if (/^\d+$/.test(portPart)) {
       port = Number(portPart);
