@@ -46,7 +46,8 @@ const MIN_WATCH_SECONDS = 0.1;
 // setTimeout holds at most 2^31-1 ms; a day is far more than anyone watches for.
 const MAX_WATCH_SECONDS = 86_400;
 
-const OPTIONS = {
+/** Every flag; help.ts and man/knetstat.1 document each (a test checks). */
+export const CLI_FLAGS = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
   json: { type: 'boolean', short: 'j' },
@@ -68,7 +69,7 @@ const OPTIONS = {
 
 /** Flags that take a value, so that the value after them is never read as a flag. */
 const VALUE_FLAGS = new Set(
-  Object.entries(OPTIONS).flatMap(([name, spec]) =>
+  Object.entries(CLI_FLAGS).flatMap(([name, spec]) =>
     spec.type === 'string' ? [`--${name}`, ...('short' in spec ? [`-${spec.short}`] : [])] : [],
   ),
 );
@@ -148,7 +149,7 @@ function parseSelection(value: string): OptionSelection {
 
 function parse(argv: readonly string[]) {
   try {
-    return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: OPTIONS });
+    return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: CLI_FLAGS });
   } catch (error) {
     // parseArgs' messages are long; keep the part that names the argument.
     const message = (error as Error).message.split('. ')[0] ?? String(error);
