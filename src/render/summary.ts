@@ -149,7 +149,9 @@ export function renderSummaryText(summary: Summary): string {
     const diagTotal = Object.values(summary.diag).reduce((a, b) => a + b, 0);
     lines.push(`Diag: ${diagTotal}`);
     for (const [indicator, n] of Object.entries(summary.diag)) {
-      lines.push(`  ${indicator.padEnd(5)} ${String(n).padStart(6)} established`);
+      // The Diag column's `?` for unknown.
+      const shown = indicator === 'unknown' ? '?' : indicator;
+      lines.push(`  ${shown.padEnd(5)} ${String(n).padStart(6)} established`);
     }
   }
   for (const protocol of ['tcp', 'udp'] as const) {
