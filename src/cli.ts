@@ -1,16 +1,12 @@
 #!/usr/bin/env node
-/** The command: arguments → collectSockets → a renderer. Thin on purpose. */
+/** The command: arguments → a snapshot (or a watch of them) → output; exit codes. Thin on purpose. */
 import { readFileSync } from 'node:fs';
-import { parseCliArguments } from './args.js';
-import { collectSockets } from './collect.js';
+import { type CliRequest, parseCliArguments } from './args.js';
 import { HELP } from './help.js';
-import type { TableName } from './model.js';
-import { tableOf } from './model.js';
-import { optionsNeeded } from './options/display.js';
-import { readKeepaliveDefaults } from './procfs/sysctl.js';
-import { renderJson } from './render/json.js';
-import { renderTable } from './render/text.js';
+import { shouldUseColour } from './render/text.js';
 import { UsageError } from './sys/errors.js';
+import { describeCounts, renderJsonDocument, renderJsonLine, renderText, takeSnapshot } from './view.js';
+import { runWatch } from './watch.js';
 
 function version(): string {
   const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -19,8 +15,14 @@ function version(): string {
   return packageJson.version;
 }
 
+interface Output {
+  write(text: string): boolean;
+  readonly closed: boolean;
+  drained(): Promise<void>;
+}
+
 /** Writes to stdout; a reader that went away (EPIPE, e.g. `| head`) ends us quietly. */
-function createOutput(): { write(text: string): void } {
+function createOutput(): Output {
   let closed = false;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') {
@@ -32,18 +34,55 @@ function createOutput(): { write(text: string): void } {
   });
   return {
     write(text: string) {
-      if (!closed) process.stdout.write(text);
+      return closed ? true : process.stdout.write(text);
+    },
+    get closed() {
+      return closed;
+    },
+    drained() {
+      return closed ? Promise.resolve() : new Promise((resolve) => process.stdout.once('drain', resolve));
     },
   };
 }
 
-export function main(argv: readonly string[]): void {
-  let request: ReturnType<typeof parseCliArguments>;
+function warn(message: string): void {
+  process.stderr.write(`knetstat: ${message}\n`);
+}
+
+function watch(request: CliRequest, output: Output, seconds: number): Promise<void> {
+  // --json always streams NDJSON, even on a terminal: it is meant for a program.
+  const terminal = process.stdout.isTTY && !request.json;
+  const colour = terminal && shouldUseColour(process.stdout);
+  return runWatch({
+    seconds,
+    terminal: terminal ? { output: process.stdout, input: process.stdin, colour } : null,
+    take() {
+      const snapshot = takeSnapshot(request);
+      const counts = describeCounts(request.tables, snapshot.sockets);
+      const frame = { time: snapshot.time, counts, warnings: snapshot.warnings, lines: [], styledLines: [] };
+      if (terminal) {
+        const lines = renderText(request, snapshot, false).trimEnd().split('\n');
+        const styledLines = colour ? renderText(request, snapshot, true).trimEnd().split('\n') : lines;
+        return { ...frame, lines, styledLines, stream: '' };
+      }
+      if (request.json) return { ...frame, stream: renderJsonLine(request, snapshot) };
+      const status = `knetstat ${snapshot.time.toTimeString().slice(0, 8)} · ${counts} · every ${seconds}s`;
+      return { ...frame, stream: `${status}\n${renderText(request, snapshot, false)}\n` };
+    },
+    write: (text) => output.write(text),
+    closed: () => output.closed,
+    drained: () => output.drained(),
+    warn,
+  });
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  let request: CliRequest;
   try {
     request = parseCliArguments(argv);
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`knetstat: ${error.message}\n`);
+      warn(error.message);
       process.exitCode = 2;
       return;
     }
@@ -58,27 +97,20 @@ export function main(argv: readonly string[]): void {
     output.write(`knetstat ${version()}\n`);
     return;
   }
-  const collection = collectSockets({
-    tables: request.tables,
-    source: request.source,
-    options: request.json ? undefined : optionsNeeded(request.selection),
-  });
-  if (request.json) {
-    for (const chunk of renderJson(collection.sockets)) output.write(chunk);
-  } else {
-    const keepalive = readKeepaliveDefaults();
-    const settings = { selection: request.selection, keepalive, showProcesses: request.showProcesses };
-    for (const table of request.tables) {
-      const rows = collection.sockets.filter((s) => tableOf(s.protocol, s.family) === (table as TableName));
-      output.write(renderTable(table, rows, settings));
-    }
+  if (request.watch !== null) {
+    await watch(request, output, request.watch);
+    return;
   }
-  for (const warning of collection.warnings) process.stderr.write(`knetstat: ${warning}\n`);
+  const snapshot = takeSnapshot(request);
+  if (request.json) {
+    for (const chunk of renderJsonDocument(request, snapshot)) output.write(chunk);
+  } else {
+    output.write(renderText(request, snapshot, shouldUseColour(process.stdout)));
+  }
+  for (const warning of snapshot.warnings) warn(warning);
 }
 
-try {
-  main(process.argv.slice(2));
-} catch (error) {
-  process.stderr.write(`knetstat: ${error instanceof Error ? error.message : String(error)}\n`);
+main(process.argv.slice(2)).catch((error: unknown) => {
+  warn(error instanceof Error ? error.message : String(error));
   process.exitCode = 1;
-}
+});

@@ -2,6 +2,7 @@
  * knetstat's tables, byte for byte: `%6d %6d `, endpoints padded to 23 columns, the
  * four-letter state, Diag padded to 4, then the Options. See DESIGN.md.
  */
+import * as util from 'node:util';
 import { formatEndpoint } from '../address.js';
 import type { SocketRecord, TableName } from '../model.js';
 import { formatOptionsColumn, type OptionSelection } from '../options/display.js';
@@ -16,6 +17,42 @@ export interface TextRenderSettings {
   keepalive: KeepaliveDefaults;
   /** Adds a PID/Program column before Options. */
   showProcesses?: boolean;
+  /** Colours Diag indicators (a TTY without NO_COLOR only; see shouldUseColour). */
+  colour?: boolean;
+}
+
+/**
+ * Colour only on a terminal, never with NO_COLOR set (no-color.org) or TERM=dumb, and
+ * only where util.styleText exists (Node 20.12+; a namespace import, so that an older
+ * Node still loads this module).
+ */
+export function shouldUseColour(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (!stream.isTTY) return false;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.TERM === 'dumb') return false;
+  return typeof util.styleText === 'function';
+}
+
+type Style = Parameters<typeof util.styleText>[0];
+
+/** styleText without its own stream check: the caller has decided (shouldUseColour). */
+export function style(format: Style, text: string): string {
+  return util.styleText(format, text, { validateStream: false });
+}
+
+const DIAG_STYLES: Readonly<Record<string, Style>> = {
+  '>|<': 'red',
+  '>|': 'yellow',
+  '|<': 'yellow',
+  '>#': 'magenta',
+  '?': 'dim',
+};
+
+function formatDiag(diag: string, colour: boolean): string {
+  const padded = diag.padEnd(4);
+  const format = DIAG_STYLES[diag];
+  if (!colour || !format) return padded;
+  return style(format, diag) + padded.slice(diag.length);
 }
 
 export function tableHeader(table: TableName, showProcesses = false): string {
@@ -35,18 +72,27 @@ function padEndpoint(address: string, port: number): string {
   return formatEndpoint(address, port).padEnd(23);
 }
 
-/** Control characters (and DEL, and C1) shown as \xNN: a process can name itself anything. */
+/**
+ * Control characters (C0, DEL, C1) shown as \xNN and the bidirectional controls that
+ * reorder what follows as \u{NNNN}: a process can name itself anything, including a
+ * terminal escape sequence. A backslash is doubled so that an escape cannot be faked.
+ */
 export function escapeControlCharacters(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\\]/g, (c) =>
-    c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\\]/g, (c) => {
+    if (c === '\\') return '\\\\';
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
 }
 
+/** `pid/comm` per owner, joined with commas; a comma inside a name is escaped too. */
 export function formatProcesses(socket: SocketRecord): string {
   if (socket.processes.length === 0) return '-';
   const seen = new Set<string>();
-  for (const p of socket.processes) seen.add(`${p.pid}/${escapeControlCharacters(p.command)}`);
+  for (const p of socket.processes) {
+    seen.add(`${p.pid}/${escapeControlCharacters(p.command).replaceAll(',', '\\x2c')}`);
+  }
   return [...seen].join(',');
 }
 
@@ -70,8 +116,9 @@ export function formatRow(socket: SocketRecord, settings: TextRenderSettings): s
   let line = `${pad6(socket.recvQ)} ${pad6(socket.sendQ)} ${padEndpoint(socket.local.address, socket.local.port)} ${padEndpoint(socket.remote.address, socket.remote.port)} `;
   if (socket.protocol === 'tcp') {
     line += `${STATE_ABBREVIATIONS[socket.state as keyof typeof STATE_ABBREVIATIONS]} `;
-    if (socket.minisocket) return line;
-    line += `${(socket.diag ?? '?').padEnd(4)} `;
+    // knetstat ends TIME_WAIT and request rows here; -p still says that no process holds them.
+    if (socket.minisocket) return settings.showProcesses ? `${line}${''.padEnd(4)} -` : line;
+    line += `${formatDiag(socket.diag ?? '?', settings.colour ?? false)} `;
   }
   if (settings.showProcesses) line += `${formatProcesses(socket).padEnd(PROCESS_COLUMN_WIDTH)} `;
   line +=

@@ -20,6 +20,10 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
   {"op": "close", "id": "X"}
   {"op": "set_error", "id": "C"}  nothing: use a refused UDP connect to raise SO_ERROR
   {"op": "info", "id": "X"}        fd, inode, local/remote, fdinfo flags
+  {"op": "fork", "name": "worker"?}  a second process that shares every socket held so
+      far (its fds are inherited) and sleeps until the parent unforks or exits; with
+      "name" it renames itself (/proc/self/comm) before answering; returns its pid
+  {"op": "unfork", "pid": N}       ends that process and reaps it
   {"op": "exit"}
 Values in options: an int, or ["linger", onoff, seconds], ["timeval", sec, usec],
 or a string (for SO_BINDTODEVICE / TCP_CONGESTION).
@@ -31,6 +35,7 @@ import struct
 import sys
 
 sockets = {}
+forks = {}  # pid -> the write end of the pipe whose closing ends that process
 
 
 def encode(value):
@@ -162,6 +167,38 @@ def handle(cmd):
         with open("/proc/self/comm", "wb") as f:
             f.write(bytes(cmd["bytes"]))
         return {"renamed": True}
+    if op == "fork":
+        alive_r, alive_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(alive_w)
+                os.close(ready_r)
+                for other in forks.values():  # or an earlier fork would outlive its unfork
+                    os.close(other)
+                # Keep the sockets, not the test's stdin/stdout: the parent answers commands.
+                null = os.open("/dev/null", os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                if cmd.get("name"):
+                    with open("/proc/self/comm", "w") as f:
+                        f.write(cmd["name"])
+                os.write(ready_w, b"r")
+                os.read(alive_r, 1)  # EOF when the parent unforks or exits
+            finally:
+                os._exit(0)
+        os.close(alive_r)
+        os.close(ready_w)
+        os.read(ready_r, 1)
+        os.close(ready_r)
+        forks[pid] = alive_w
+        return {"pid": pid}
+    if op == "unfork":
+        pid = cmd["pid"]
+        os.close(forks.pop(pid))
+        os.waitpid(pid, 0)
+        return {"reaped": pid}
     if op == "pid":
         return {"pid": os.getpid()}
     if op == "exit":

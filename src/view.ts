@@ -1,0 +1,91 @@
+/**
+ * One look at the sockets as a request asks for it: collect what the output needs,
+ * filter, and render as tables, JSON or a summary. The CLI takes one; watch mode takes
+ * one per refresh.
+ */
+import type { CliRequest } from './args.js';
+import { type CollectSettings, collectSockets } from './collect.js';
+import { applyFilter, optionsNamedBy } from './filter.js';
+import type { SocketRecord, TableName } from './model.js';
+import { tableOf } from './model.js';
+import { optionsNeeded } from './options/display.js';
+import { type KeepaliveDefaults, readKeepaliveDefaults } from './procfs/sysctl.js';
+import { renderJson, toJsonSocket } from './render/json.js';
+import { renderSummaryJson, renderSummaryText, summarize } from './render/summary.js';
+import { renderTable } from './render/text.js';
+
+export interface Snapshot {
+  time: Date;
+  /** The sockets that passed the filter, in table order. */
+  sockets: SocketRecord[];
+  keepalive: KeepaliveDefaults;
+  warnings: string[];
+}
+
+/**
+ * Only what the output needs is read: the text's Options column (or the knetstat set
+ * for --summary), plus every option a --option filter names; --json carries them all.
+ */
+export function collectSettingsFor(request: CliRequest): CollectSettings {
+  let options: Set<string> | undefined;
+  if (request.summary) options = optionsNeeded({ kind: 'knetstat' });
+  else if (!request.json) options = optionsNeeded(request.selection);
+  if (options) for (const name of optionsNamedBy(request.filter)) options.add(name);
+  return { tables: request.tables, source: request.source, options };
+}
+
+export function takeSnapshot(request: CliRequest): Snapshot {
+  const collection = collectSockets(collectSettingsFor(request));
+  const filtered = applyFilter(collection.sockets, request.filter);
+  return {
+    time: new Date(),
+    sockets: filtered.sockets,
+    keepalive: readKeepaliveDefaults(),
+    warnings: [...collection.warnings, ...filtered.warnings],
+  };
+}
+
+/** The snapshot as text: the tables (or the summary), each line ending in "\n". */
+export function renderText(request: CliRequest, snapshot: Snapshot, colour: boolean): string {
+  if (request.summary)
+    return renderSummaryText(summarize(snapshot.sockets, request.tables, snapshot.keepalive));
+  const settings = {
+    selection: request.selection,
+    keepalive: snapshot.keepalive,
+    showProcesses: request.showProcesses,
+    colour,
+  };
+  let out = '';
+  for (const table of request.tables) {
+    const rows = snapshot.sockets.filter((s) => tableOf(s.protocol, s.family) === table);
+    out += renderTable(table, rows, settings);
+  }
+  return out;
+}
+
+/** The snapshot as --json prints it: an array of sockets, or the summary object. */
+export function* renderJsonDocument(request: CliRequest, snapshot: Snapshot): Generator<string> {
+  if (request.summary)
+    yield renderSummaryJson(summarize(snapshot.sockets, request.tables, snapshot.keepalive));
+  else yield* renderJson(snapshot.sockets);
+}
+
+/** One NDJSON line of watch mode: the time and the sockets (or the summary). */
+export function renderJsonLine(request: CliRequest, snapshot: Snapshot): string {
+  const time = snapshot.time.toISOString();
+  const document = request.summary
+    ? { time, summary: summarize(snapshot.sockets, request.tables, snapshot.keepalive) }
+    : { time, sockets: snapshot.sockets.map(toJsonSocket) };
+  return `${JSON.stringify(document)}\n`;
+}
+
+/** "7 sockets: tcp 4, udp 3" — for the status line of watch mode. */
+export function describeCounts(tables: readonly TableName[], sockets: readonly SocketRecord[]): string {
+  const counts = new Map<TableName, number>(tables.map((t) => [t, 0]));
+  for (const s of sockets) {
+    const table = tableOf(s.protocol, s.family);
+    counts.set(table, (counts.get(table) ?? 0) + 1);
+  }
+  const parts = [...counts].map(([table, n]) => `${table} ${n}`);
+  return `${sockets.length} socket${sockets.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
+}
