@@ -7,10 +7,12 @@ import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } f
 import { readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Collection } from '../../src/model.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = `${ROOT}dist/cli.js`;
 const CHILD = fileURLToPath(new URL('./socket_child.py', import.meta.url));
+const COLLECT_IN_NETNS = fileURLToPath(new URL('./collect-in-netns.mjs', import.meta.url));
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -78,6 +80,29 @@ export class SocketChild {
       { encoding: 'utf8', env: options.env ?? process.env },
     );
     return { stdout: result.stdout, stderr: result.stderr, status: result.status };
+  }
+
+  /**
+   * The library's collectSockets (dist/) run in the child's network namespace, for tests
+   * that check the library and not only the CLI.
+   */
+  collect(settings: Json = {}): Collection {
+    const stdout = execFileSync(
+      'nsenter',
+      ['-t', String(this.pid), '-n', process.execPath, COLLECT_IN_NETNS, JSON.stringify(settings)],
+      { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+    );
+    return JSON.parse(stdout) as Collection;
+  }
+
+  /** A file of /proc/sys as the child's network namespace has it (e.g. net/ipv4/...). */
+  sysctl(name: string): string {
+    return inNetns(this.pid, ['cat', `/proc/sys/${name}`]).trim();
+  }
+
+  /** Sets a per-namespace sysctl in the child's network namespace only. */
+  setSysctl(name: string, value: string | number): void {
+    inNetns(this.pid, ['sh', '-c', `echo ${value} > /proc/sys/${name}`]);
   }
 
   /** /proc/net/<table> as the child's namespace has it. */
