@@ -35,19 +35,34 @@ export class SocketChild {
 
   /**
    * Starts the child in a new network namespace with loopback up (or in this one
-   * with `sharedNetns`). `wrap` prefixes the command (e.g. setpriv to drop privileges).
+   * with `sharedNetns`, or in the one of process `netnsOf`). `wrap` prefixes the command
+   * (e.g. setpriv to drop privileges).
    */
-  static async start(options: { sharedNetns?: boolean; wrap?: string[] } = {}): Promise<SocketChild> {
+  static async start(
+    options: { sharedNetns?: boolean; netnsOf?: number; wrap?: string[] } = {},
+  ): Promise<SocketChild> {
     const script = `python3 -u ${CHILD}`;
-    const command = options.sharedNetns
-      ? [...(options.wrap ?? []), 'sh', '-c', `exec ${script}`]
-      : [
-          'unshare',
+    // `sh -c exec` searches PATH past entries the dropped user may not read.
+    const command = options.netnsOf
+      ? [
+          'nsenter',
+          '-t',
+          String(options.netnsOf),
           '-n',
+          ...(options.wrap ?? []),
           'sh',
           '-c',
-          `ip link set lo up && exec ${[...(options.wrap ?? []), script].join(' ')}`,
-        ];
+          `exec ${script}`,
+        ]
+      : options.sharedNetns
+        ? [...(options.wrap ?? []), 'sh', '-c', `exec ${script}`]
+        : [
+            'unshare',
+            '-n',
+            'sh',
+            '-c',
+            `ip link set lo up && exec ${[...(options.wrap ?? []), script].join(' ')}`,
+          ];
     const [file, ...args] = command as [string, ...string[]];
     const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
