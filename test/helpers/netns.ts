@@ -78,8 +78,21 @@ export class SocketChild {
     return new SocketChild(child, lines, ready.pid);
   }
 
-  /** Sends one command and returns its result; a failed command throws its message. */
-  async run<T = Json>(command: Json): Promise<T> {
+  /** Commands already sent; each waits for the one before (see run). */
+  private pending: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Sends one command and returns its result; a failed command throws its message.
+   * Commands go one at a time: replies are matched to commands by order, and two
+   * listeners waiting at once would both take the first reply.
+   */
+  run<T = Json>(command: Json): Promise<T> {
+    const result = this.pending.then(() => this.exchange<T>(command));
+    this.pending = result.catch(() => undefined);
+    return result;
+  }
+
+  private async exchange<T>(command: Json): Promise<T> {
     const reply = new Promise<string>((resolve) => this.lines.once('line', resolve));
     this.process.stdin.write(`${JSON.stringify(command)}\n`);
     const parsed = JSON.parse(await reply) as { ok: boolean; result: T; error?: string };
