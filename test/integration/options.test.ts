@@ -801,6 +801,15 @@ function unprivilegedUnavailableReason(): string | null {
   if (probe.status !== 0) {
     return `uid 65534 cannot run ${CLI} (${(probe.stderr || probe.error?.message || '').trim()}); the checkout must be readable by others`;
   }
+  // The second socket child runs as uid 65534 too, with the python3 that user finds.
+  const python = spawnSync(
+    UNPRIVILEGED[0] as string,
+    [...UNPRIVILEGED.slice(1), 'sh', '-c', 'exec python3 -c pass'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (python.status !== 0) return `uid 65534 cannot run python3 (${python.stderr.trim()})`;
   return null;
 }
 
