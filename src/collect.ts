@@ -138,8 +138,9 @@ const NETLINK_REFUSALS = new Set([
 function optionsWarning(summary: OptionReadSummary, unreadableProcesses: number): string | null {
   const u = summary.unreadable;
   const fixable = u['not-permitted'] + (unreadableProcesses > 0 ? u['no-owner'] : 0);
-  // Sockets closed during the scan are dropped quietly, not counted.
-  const total = Object.values(u).reduce((a, b) => a + b, 0) - u.vanished;
+  // Sockets closed during the scan are dropped quietly, not counted; sockets no process
+  // holds (accept queue, orphans) are marked but are nothing anyone could fix.
+  const total = Object.values(u).reduce((a, b) => a + b, 0) - u.vanished - u.detached;
   if (total === 0) return null;
   const parts: string[] = [];
   if (u['not-permitted']) parts.push(`${u['not-permitted']} not permitted`);

@@ -32,6 +32,7 @@ export const libcFdAccess: FdAccess = {
 
 /** Why the options of a socket are unknown. */
 export type UnreadableReason =
+  | 'detached'
   | 'no-owner'
   | 'not-permitted'
   | 'unsupported'
@@ -63,7 +64,15 @@ export class OptionReader {
   private readonly specCache = new Map<string, OptionSpec[]>();
   readonly summary: OptionReadSummary = {
     read: 0,
-    unreadable: { 'no-owner': 0, 'not-permitted': 0, unsupported: 0, vanished: 0, reused: 0, failed: 0 },
+    unreadable: {
+      detached: 0,
+      'no-owner': 0,
+      'not-permitted': 0,
+      unsupported: 0,
+      vanished: 0,
+      reused: 0,
+      failed: 0,
+    },
   };
 
   constructor(settings: ReadOptionsSettings = {}) {
@@ -110,6 +119,13 @@ export class OptionReader {
         socket.state === 'TIME_WAIT'
           ? 'TIME_WAIT entries have no options'
           : 'a pending connection request has no options yet';
+      return true;
+    }
+    if (socket.inode === 0) {
+      // No struct socket, hence no fd anywhere: a connection still in its listener's accept
+      // queue, or one its process already closed (an orphan finishing its FIN exchange).
+      // Nobody's privileges would make it readable, so it is not a failure to report.
+      this.fail(socket, 'detached', 'no process holds it (not accepted yet, or closed by its process)');
       return true;
     }
     if (socket.processes.length === 0) {

@@ -99,6 +99,7 @@ export function formatProcesses(socket: SocketRecord): string {
 const UNREADABLE_MARKERS: ReadonlyArray<readonly [RegExp, string]> = [
   [/^not permitted/, '[not permitted]'],
   [/^no visible owner/, '[no owner]'],
+  [/^no process holds it/, '[no owner]'],
   [/not available/, '[unsupported]'],
   [/now holds another file/, '[fd reused]'],
   [/closed during the scan/, '[closed]'],

@@ -7,10 +7,12 @@ import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } f
 import { readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Collection } from '../../src/model.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = `${ROOT}dist/cli.js`;
 const CHILD = fileURLToPath(new URL('./socket_child.py', import.meta.url));
+const COLLECT_IN_NETNS = fileURLToPath(new URL('./collect-in-netns.mjs', import.meta.url));
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -33,19 +35,34 @@ export class SocketChild {
 
   /**
    * Starts the child in a new network namespace with loopback up (or in this one
-   * with `sharedNetns`). `wrap` prefixes the command (e.g. setpriv to drop privileges).
+   * with `sharedNetns`, or in the one of process `netnsOf`). `wrap` prefixes the command
+   * (e.g. setpriv to drop privileges).
    */
-  static async start(options: { sharedNetns?: boolean; wrap?: string[] } = {}): Promise<SocketChild> {
+  static async start(
+    options: { sharedNetns?: boolean; netnsOf?: number; wrap?: string[] } = {},
+  ): Promise<SocketChild> {
     const script = `python3 -u ${CHILD}`;
-    const command = options.sharedNetns
-      ? [...(options.wrap ?? []), 'sh', '-c', `exec ${script}`]
-      : [
-          'unshare',
+    // `sh -c exec` searches PATH past entries the dropped user may not read.
+    const command = options.netnsOf
+      ? [
+          'nsenter',
+          '-t',
+          String(options.netnsOf),
           '-n',
+          ...(options.wrap ?? []),
           'sh',
           '-c',
-          `ip link set lo up && exec ${[...(options.wrap ?? []), script].join(' ')}`,
-        ];
+          `exec ${script}`,
+        ]
+      : options.sharedNetns
+        ? [...(options.wrap ?? []), 'sh', '-c', `exec ${script}`]
+        : [
+            'unshare',
+            '-n',
+            'sh',
+            '-c',
+            `ip link set lo up && exec ${[...(options.wrap ?? []), script].join(' ')}`,
+          ];
     const [file, ...args] = command as [string, ...string[]];
     const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
@@ -61,8 +78,21 @@ export class SocketChild {
     return new SocketChild(child, lines, ready.pid);
   }
 
-  /** Sends one command and returns its result; a failed command throws its message. */
-  async run<T = Json>(command: Json): Promise<T> {
+  /** Commands already sent; each waits for the one before (see run). */
+  private pending: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Sends one command and returns its result; a failed command throws its message.
+   * Commands go one at a time: replies are matched to commands by order, and two
+   * listeners waiting at once would both take the first reply.
+   */
+  run<T = Json>(command: Json): Promise<T> {
+    const result = this.pending.then(() => this.exchange<T>(command));
+    this.pending = result.catch(() => undefined);
+    return result;
+  }
+
+  private async exchange<T>(command: Json): Promise<T> {
     const reply = new Promise<string>((resolve) => this.lines.once('line', resolve));
     this.process.stdin.write(`${JSON.stringify(command)}\n`);
     const parsed = JSON.parse(await reply) as { ok: boolean; result: T; error?: string };
@@ -78,6 +108,29 @@ export class SocketChild {
       { encoding: 'utf8', env: options.env ?? process.env },
     );
     return { stdout: result.stdout, stderr: result.stderr, status: result.status };
+  }
+
+  /**
+   * The library's collectSockets (dist/) run in the child's network namespace, for tests
+   * that check the library and not only the CLI.
+   */
+  collect(settings: Json = {}): Collection {
+    const stdout = execFileSync(
+      'nsenter',
+      ['-t', String(this.pid), '-n', process.execPath, COLLECT_IN_NETNS, JSON.stringify(settings)],
+      { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+    );
+    return JSON.parse(stdout) as Collection;
+  }
+
+  /** A file of /proc/sys as the child's network namespace has it (e.g. net/ipv4/...). */
+  sysctl(name: string): string {
+    return inNetns(this.pid, ['cat', `/proc/sys/${name}`]).trim();
+  }
+
+  /** Sets a per-namespace sysctl in the child's network namespace only. */
+  setSysctl(name: string, value: string | number): void {
+    inNetns(this.pid, ['sh', '-c', `echo ${value} > /proc/sys/${name}`]);
   }
 
   /** /proc/net/<table> as the child's namespace has it. */

@@ -6,7 +6,8 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
    "port": 0, "options": [[level, optname, value], ...], "before_bind": [[...]], "backlog": 16}
   {"op": "udp", "id": "U", "family": 4|6, "address": "...", "port": 0, "options": [...],
    "connect": ["addr", port]?}
-  {"op": "connect", "id": "C", "to": "L", "options": [...], "accept_as": "A"}
+  {"op": "connect", "id": "C", "to": "L", "options": [...], "accept_as": "A",
+   "before_connect": [...], "accept_options": [...], "family": 4|6?, "address": "..."?}
       connects a client to listener L and accepts the server side as A
   {"op": "dial", "id": "C", "family": 4|6, "address": "127.0.0.1", "port": N, "listener": "L",
    "accept_as": "A"?, "nonblocking": false}
@@ -24,12 +25,23 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
       far (its fds are inherited) and sleeps until the parent unforks or exits; with
       "name" it renames itself (/proc/self/comm) before answering; returns its pid
   {"op": "unfork", "pid": N}       ends that process and reaps it
+  {"op": "connect_only", "id": "C", "to": "L"}   a client the listener never accepts
+  {"op": "listen_many", "prefix": "M", "count": N}  N plain IPv4 listeners M0..M(N-1)
+  {"op": "setsockopts", "id": "X", "options": [...]}
+      sets each option in order; answers one errno name (or null when it took) per option
+  {"op": "read_option", "id": "X", "level": L, "name": N, "decoding": "int"|...}
+      the owner's own getsockopt, decoded here independently of knetstat's decoder
+  {"op": "poll", "id": "X"}        revents of a zero-timeout poll (POLLERR shows a pending
+                                   SO_ERROR without reading, hence without clearing, it)
   {"op": "exit"}
 Values in options: an int, or ["linger", onoff, seconds], ["timeval", sec, usec],
-or a string (for SO_BINDTODEVICE / TCP_CONGESTION).
+["txtime", clockid, flags], or a string (for SO_BINDTODEVICE / TCP_CONGESTION / TCP_ULP).
 """
+import errno
 import json
 import os
+import resource
+import select
 import socket
 import struct
 import sys
@@ -48,12 +60,47 @@ def encode(value):
         return struct.pack("ii", value[1], value[2])
     if kind == "timeval":
         return struct.pack("qq", value[1], value[2])
+    if kind == "txtime":
+        return struct.pack("iI", value[1], value[2])
     raise ValueError(f"bad option value {value!r}")
 
 
 def apply(sock, options):
     for level, name, value in options or []:
         sock.setsockopt(level, name, encode(value))
+
+
+def try_apply(sock, options):
+    """Like apply, but reports each option's errno instead of stopping at the first."""
+    results = []
+    for level, name, value in options or []:
+        try:
+            sock.setsockopt(level, name, encode(value))
+            results.append(None)
+        except OSError as error:
+            results.append(errno.errorcode.get(error.errno, str(error.errno)))
+    return results
+
+
+def decode(raw, decoding):
+    """getsockopt bytes -> value in knetstat's JSON units, written apart from src/options."""
+    if decoding == "int":
+        return struct.unpack("i", raw[:4])[0]
+    if decoding == "string":
+        return raw.split(b"\0", 1)[0].decode("latin1")
+    if decoding == "timeval":
+        seconds, microseconds = struct.unpack("qq", raw[:16])
+        return seconds * 1000 + microseconds // 1000
+    if decoding == "linger":
+        onoff, seconds = struct.unpack("ii", raw[:8])
+        return seconds if onoff else None
+    if decoding == "u64":
+        value = struct.unpack("Q", raw[:8])[0]
+        return str(value) if value == 2**64 - 1 else value
+    if decoding == "txtime":
+        clockid, flags = struct.unpack("iI", raw[:8])
+        return f"{clockid}/{flags}"
+    raise ValueError(f"bad decoding {decoding!r}")
 
 
 def family_of(number):
@@ -100,9 +147,11 @@ def handle(cmd):
     if op == "connect":
         listener = sockets[cmd["to"]]
         address = listener.getsockname()
-        c = socket.socket(listener.family, socket.SOCK_STREAM)
+        # "family"/"address" reach a dual-stack listener from IPv4 (an IPv4-mapped peer).
+        family = family_of(cmd["family"]) if "family" in cmd else listener.family
+        c = socket.socket(family, socket.SOCK_STREAM)
         apply(c, cmd.get("before_connect"))
-        c.connect(address[:2])
+        c.connect((cmd.get("address", address[0]), address[1]))
         apply(c, cmd.get("options"))
         a, _ = listener.accept()
         apply(a, cmd.get("accept_options"))
@@ -160,6 +209,38 @@ def handle(cmd):
         return {"closed": cmd["id"]}
     if op == "info":
         return describe(cmd["id"])
+    if op == "connect_only":
+        listener = sockets[cmd["to"]]
+        c = socket.socket(listener.family, socket.SOCK_STREAM)
+        c.connect(listener.getsockname()[:2])
+        sockets[cmd["id"]] = c
+        return describe(cmd["id"])
+    if op == "listen_many":
+        count = cmd["count"]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < count + 64:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 64), hard))
+        for i in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            sockets[f"{cmd['prefix']}{i}"] = s
+        return {"opened": count}
+    if op == "setsockopts":
+        return {"errors": try_apply(sockets[cmd["id"]], cmd["options"])}
+    if op == "read_option":
+        s = sockets[cmd["id"]]
+        try:
+            raw = s.getsockopt(cmd["level"], cmd["name"], 64)
+        except OSError as error:
+            return {"errno": errno.errorcode.get(error.errno, str(error.errno))}
+        return {"value": decode(raw, cmd.get("decoding", "int"))}
+    if op == "poll":
+        poller = select.poll()
+        poller.register(sockets[cmd["id"]], select.POLLIN | select.POLLOUT | select.POLLERR)
+        events = poller.poll(0)
+        revents = events[0][1] if events else 0
+        return {"revents": revents, "err": bool(revents & select.POLLERR)}
     if op == "getsockopt":
         s = sockets[cmd["id"]]
         return {"value": struct.unpack("i", s.getsockopt(cmd["level"], cmd["name"], 4))[0]}
