@@ -340,7 +340,7 @@ function expectedKnetstatColumn(kind: Kind): string {
     `TCP_KEEPINTVL=${KEEPINTVL},TCP_USER_TIMEOUT=${USER_TIMEOUT},${common},TCP_NODELAY=1`;
   return kind === 'listener'
     ? `${tcp},TCP_FASTOPEN=${FASTOPEN_QUEUE},TCP_DEFER_ACCEPT=${deferAcceptReadBack(DEFER_ACCEPT)}`
-    : tcp;
+    : `${tcp},TCP_DEFER_ACCEPT=0`; // shown always, as the module did, even when 0
 }
 
 type Address = [string, number];
@@ -624,11 +624,11 @@ describe.skipIf(skip !== null)(`what the Options column shows${skip ? ` (skipped
       });
       const output = child.knetstat([family === 4 ? 'tcp' : 'tcp6']).stdout;
       expect(textRowOf(output, server)?.options).toBe(
-        `SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=1,TCP_KEEPIDLE=${KEEPIDLE},SO_RCVBUF=${RCVBUF},SO_LINGER=${LINGER}s,TCP_NODELAY=1`,
+        `SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=1,TCP_KEEPIDLE=${KEEPIDLE},SO_RCVBUF=${RCVBUF},SO_LINGER=${LINGER}s,TCP_NODELAY=1,TCP_DEFER_ACCEPT=0`,
       );
       // The client end has none of it.
       expect(textRowOf(output, client)?.options).toBe(
-        'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=0',
+        'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=0,TCP_DEFER_ACCEPT=0',
       );
       const json = JSON.parse(child.knetstat(['--json']).stdout) as JsonRow[];
       const accepted = json.find((r) => r.inode === server.inode)?.options;
@@ -677,11 +677,13 @@ describe.skipIf(skip !== null)(`what the Options column shows${skip ? ` (skipped
     });
     const untouched = await child.run<Described>({ op: 'listen', id: 'K0' });
     const output = child.knetstat(['tcp']).stdout;
-    const plain = 'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=0';
+    // Listeners: TCP_FASTOPEN and TCP_DEFER_ACCEPT always show there, as in the module.
+    const plain =
+      'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=0,TCP_FASTOPEN=0,TCP_DEFER_ACCEPT=0';
     expect(textRowOf(output, same)?.options).toBe(plain);
     expect(textRowOf(output, untouched)?.options).toBe(plain);
     expect(textRowOf(output, other)?.options).toBe(
-      `SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_KEEPIDLE=7200,TCP_KEEPCNT=${probes + 1},TCP_KEEPINTVL=${intvl + 1},TCP_NODELAY=0`,
+      `SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_KEEPIDLE=7200,TCP_KEEPCNT=${probes + 1},TCP_KEEPINTVL=${intvl + 1},TCP_NODELAY=0,TCP_FASTOPEN=0,TCP_DEFER_ACCEPT=0`,
     );
     // JSON has the effective values: the untouched socket follows the namespace's sysctl.
     const json = JSON.parse(child.knetstat(['--json', 'tcp']).stdout) as JsonRow[];
@@ -871,7 +873,7 @@ describe.skipIf(unprivilegedSkip !== null)(
       expect(text.status).toBe(0);
       for (const socket of rootSockets) expect(textRowOf(text.stdout, socket)?.options).toBe('[no owner]');
       expect(textRowOf(text.stdout, ownSocket)?.options).toBe(
-        'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=1',
+        'SO_REUSEADDR=0,SO_REUSEPORT=0,SO_KEEPALIVE=0,TCP_NODELAY=1,TCP_FASTOPEN=0,TCP_DEFER_ACCEPT=0',
       );
       expect(text.stderr.trimEnd().split('\n')).toHaveLength(1);
       // Everything but the Options column is what root sees.

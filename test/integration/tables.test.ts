@@ -391,7 +391,7 @@ describe('the command line', () => {
     expect(status).toBe(0);
     expect(stderr).toBe('');
     expect(stdout).toMatch(/^Usage: knetstat /);
-    expect(stdout).toContain('Examples:');
+    expect(stdout).toContain('Questions it answers:');
     expect(runCli(['-h']).stdout).toBe(stdout);
   });
 
