@@ -5,8 +5,10 @@ import { type CliRequest, parseCliArguments } from './args.js';
 import { HELP } from './help.js';
 import { shouldUseColour } from './render/text.js';
 import { UsageError } from './sys/errors.js';
-import { describeCounts, renderJsonDocument, renderJsonLine, renderText, takeSnapshot } from './view.js';
-import { runWatch } from './watch.js';
+
+// The collector (and with it koffi's native library) is loaded only once the arguments
+// are good: --help, --version and usage errors answer at once.
+const loadView = () => import('./view.js');
 
 function version(): string {
   const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -49,7 +51,11 @@ function warn(message: string): void {
   process.stderr.write(`knetstat: ${message}\n`);
 }
 
-function watch(request: CliRequest, output: Output, seconds: number): Promise<void> {
+async function watch(request: CliRequest, output: Output, seconds: number): Promise<void> {
+  const [{ describeCounts, renderJsonLine, renderText, takeSnapshot }, { runWatch }] = await Promise.all([
+    loadView(),
+    import('./watch.js'),
+  ]);
   // --json always streams NDJSON, even on a terminal: it is meant for a program.
   const terminal = process.stdout.isTTY && !request.json;
   const colour = terminal && shouldUseColour(process.stdout);
@@ -101,6 +107,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     await watch(request, output, request.watch);
     return;
   }
+  const { renderJsonDocument, renderText, takeSnapshot } = await loadView();
   const snapshot = takeSnapshot(request);
   if (request.json) {
     for (const chunk of renderJsonDocument(request, snapshot)) output.write(chunk);
