@@ -14,17 +14,37 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
   {"op": "close", "id": "X"}
   {"op": "set_error", "id": "C"}  nothing: use a refused UDP connect to raise SO_ERROR
   {"op": "info", "id": "X"}        fd, inode, local/remote, fdinfo flags
+  {"op": "setfl", "id": "X", "flags": N}   fcntl(F_SETFL, N): O_NONBLOCK, O_APPEND, ...
+  {"op": "drain_start", "id": "X"}  a thread reads X to its end (EOF or error)
+  {"op": "drain_result", "id": "X"} waits for that thread: bytes read and how it ended
   {"op": "exit"}
 Values in options: an int, or ["linger", onoff, seconds], ["timeval", sec, usec],
 or a string (for SO_BINDTODEVICE / TCP_CONGESTION).
 """
+import fcntl
 import json
 import os
 import socket
 import struct
 import sys
+import threading
 
 sockets = {}
+drains = {}
+
+
+def drain(sock, result):
+    total = 0
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                result["ended"] = "eof"
+                break
+            total += len(chunk)
+    except OSError as error:
+        result["ended"] = type(error).__name__
+    result["bytes"] = total
 
 
 def encode(value):
@@ -132,6 +152,19 @@ def handle(cmd):
         return {"closed": cmd["id"]}
     if op == "info":
         return describe(cmd["id"])
+    if op == "setfl":
+        fcntl.fcntl(sockets[cmd["id"]].fileno(), fcntl.F_SETFL, cmd["flags"])
+        return describe(cmd["id"])
+    if op == "drain_start":
+        result = {}
+        thread = threading.Thread(target=drain, args=(sockets[cmd["id"]], result), daemon=True)
+        thread.start()
+        drains[cmd["id"]] = (thread, result)
+        return {"draining": cmd["id"]}
+    if op == "drain_result":
+        thread, result = drains.pop(cmd["id"])
+        thread.join(cmd.get("timeout", 60))
+        return result if not thread.is_alive() else {"ended": "still running"}
     if op == "getsockopt":
         s = sockets[cmd["id"]]
         return {"value": struct.unpack("i", s.getsockopt(cmd["level"], cmd["name"], 4))[0]}
