@@ -9,7 +9,7 @@ import { tableOf } from './model.js';
 import { optionsNeeded } from './options/display.js';
 import { readKeepaliveDefaults } from './procfs/sysctl.js';
 import { renderJson } from './render/json.js';
-import { renderTable } from './render/text.js';
+import { escapeControlCharacters, renderTable } from './render/text.js';
 import { UsageError } from './sys/errors.js';
 
 function version(): string {
@@ -37,13 +37,22 @@ function createOutput(): { write(text: string): void } {
   };
 }
 
+/**
+ * A usage error as one inert line. parseArgs explains some errors in several sentences,
+ * one per line: the first says what is wrong. A bad argument is echoed back in the
+ * message, so its control characters (a newline, an escape sequence) are shown escaped.
+ */
+function usageLine(message: string): string {
+  return escapeControlCharacters(message.split('.\n')[0] ?? message);
+}
+
 export function main(argv: readonly string[]): void {
   let request: ReturnType<typeof parseCliArguments>;
   try {
     request = parseCliArguments(argv);
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`knetstat: ${error.message}\n`);
+      process.stderr.write(`knetstat: ${usageLine(error.message)}\n`);
       process.exitCode = 2;
       return;
     }
