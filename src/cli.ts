@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { type CliRequest, parseCliArguments } from './args.js';
 import { HELP } from './help.js';
-import { shouldUseColour } from './render/text.js';
+import { escapeControlCharacters, shouldUseColour } from './render/text.js';
 import { UsageError } from './sys/errors.js';
 
 // The collector (and with it koffi's native library) is loaded only once the arguments
@@ -82,13 +82,22 @@ async function watch(request: CliRequest, output: Output, seconds: number): Prom
   });
 }
 
+/**
+ * A usage error as one inert line. parseArgs explains some errors in several sentences,
+ * one per line: the first says what is wrong. A bad argument is echoed back in the
+ * message, so its control characters (a newline, an escape sequence) are shown escaped.
+ */
+function usageLine(message: string): string {
+  return escapeControlCharacters(message.split('.\n')[0] ?? message);
+}
+
 export async function main(argv: readonly string[]): Promise<void> {
   let request: CliRequest;
   try {
     request = parseCliArguments(argv);
   } catch (error) {
     if (error instanceof UsageError) {
-      warn(error.message);
+      warn(usageLine(error.message));
       process.exitCode = 2;
       return;
     }

@@ -148,7 +148,9 @@ function optionsWarning(summary: OptionReadSummary, unreadableProcesses: number)
   if (u.unsupported) parts.push(`${u.unsupported} unsupported (pidfd_getfd needs Linux 5.6)`);
   if (u.reused) parts.push(`${u.reused} whose fd was reused during the scan`);
   if (u.failed) parts.push(`${u.failed} failed`);
-  const fix = fixable > 0 ? '; run as root or grant CAP_SYS_PTRACE to see them' : '';
+  // Listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH (the directory is mode
+  // 0500 and checked like any other); duplicating its fds needs CAP_SYS_PTRACE.
+  const fix = fixable > 0 ? '; run as root or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see them' : '';
   return `options unknown for ${total} socket${total === 1 ? '' : 's'}: ${parts.join(', ')}${fix}`;
 }
 

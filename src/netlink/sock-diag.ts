@@ -96,7 +96,10 @@ function runDump(
   request: DumpRequest,
   onMessage: (m: InetDiagMessage) => void,
 ): boolean {
-  const sequence = nextSequence++;
+  const sequence = nextSequence;
+  // nlmsg_seq is 32 bits: past 2^32 - 1 the request would carry a truncated number and no
+  // reply would ever match it, so a long-running process wraps it itself.
+  nextSequence = nextSequence >= 0xffffffff ? 1 : nextSequence + 1;
   const call = `sock_diag(${request.protocol}${request.family === 6 ? '6' : ''})`;
   const body = formatInetDiagRequest({
     family: request.family === 4 ? libc.AF_INET : libc.AF_INET6,

@@ -50,7 +50,13 @@ export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number
       let target: string;
       try {
         target = readlinkSync(`${fdDirectory}/${fdName}`);
-      } catch {
+      } catch (error) {
+        // EACCES: the directory could be listed (CAP_DAC_READ_SEARCH) but not its links
+        // (the ptrace check): the process is unreadable, not empty.
+        if ((error as NodeJS.ErrnoException).code === 'EACCES') {
+          unreadableProcesses++;
+          break;
+        }
         continue; // closed meanwhile
       }
       if (!target.startsWith(SOCKET_LINK_PREFIX)) continue;

@@ -33,11 +33,15 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
       the owner's own getsockopt, decoded here independently of knetstat's decoder
   {"op": "poll", "id": "X"}        revents of a zero-timeout poll (POLLERR shows a pending
                                    SO_ERROR without reading, hence without clearing, it)
+  {"op": "setfl", "id": "X", "flags": N}   fcntl(F_SETFL, N): O_NONBLOCK, O_APPEND, ...
+  {"op": "drain_start", "id": "X"}  a thread reads X to its end (EOF or error)
+  {"op": "drain_result", "id": "X"} waits for that thread: bytes read and how it ended
   {"op": "exit"}
 Values in options: an int, or ["linger", onoff, seconds], ["timeval", sec, usec],
 ["txtime", clockid, flags], or a string (for SO_BINDTODEVICE / TCP_CONGESTION / TCP_ULP).
 """
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -45,9 +49,25 @@ import select
 import socket
 import struct
 import sys
+import threading
 
 sockets = {}
 forks = {}  # pid -> the write end of the pipe whose closing ends that process
+drains = {}
+
+
+def drain(sock, result):
+    total = 0
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                result["ended"] = "eof"
+                break
+            total += len(chunk)
+    except OSError as error:
+        result["ended"] = type(error).__name__
+    result["bytes"] = total
 
 
 def encode(value):
@@ -241,6 +261,19 @@ def handle(cmd):
         events = poller.poll(0)
         revents = events[0][1] if events else 0
         return {"revents": revents, "err": bool(revents & select.POLLERR)}
+    if op == "setfl":
+        fcntl.fcntl(sockets[cmd["id"]].fileno(), fcntl.F_SETFL, cmd["flags"])
+        return describe(cmd["id"])
+    if op == "drain_start":
+        result = {}
+        thread = threading.Thread(target=drain, args=(sockets[cmd["id"]], result), daemon=True)
+        thread.start()
+        drains[cmd["id"]] = (thread, result)
+        return {"draining": cmd["id"]}
+    if op == "drain_result":
+        thread, result = drains.pop(cmd["id"])
+        thread.join(cmd.get("timeout", 60))
+        return result if not thread.is_alive() else {"ended": "still running"}
     if op == "getsockopt":
         s = sockets[cmd["id"]]
         return {"value": struct.unpack("i", s.getsockopt(cmd["level"], cmd["name"], 4))[0]}
