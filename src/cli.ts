@@ -42,7 +42,16 @@ function createOutput(): Output {
       return closed;
     },
     drained() {
-      return closed ? Promise.resolve() : new Promise((resolve) => process.stdout.once('drain', resolve));
+      if (closed) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => {
+          process.stdout.off('drain', done);
+          process.stdout.off('close', done);
+          resolve();
+        };
+        process.stdout.once('drain', done);
+        process.stdout.once('close', done);
+      });
     },
   };
 }
@@ -119,7 +128,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   const { renderJsonDocument, renderText, takeSnapshot } = await loadView();
   const snapshot = takeSnapshot(request);
   if (request.json) {
-    for (const chunk of renderJsonDocument(request, snapshot)) output.write(chunk);
+    // Wait for the reader at each chunk, so a slow pipe never makes us hold the whole
+    // document in memory.
+    for (const chunk of renderJsonDocument(request, snapshot)) {
+      if (output.closed) break;
+      if (!output.write(chunk)) await output.drained();
+    }
   } else {
     output.write(renderText(request, snapshot, shouldUseColour(process.stdout)));
   }

@@ -150,7 +150,15 @@ function optionsWarning(summary: OptionReadSummary, unreadableProcesses: number)
   if (u.failed) parts.push(`${u.failed} failed`);
   // Listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH (the directory is mode
   // 0500 and checked like any other); duplicating its fds needs CAP_SYS_PTRACE.
-  const fix = fixable > 0 ? '; run as root or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see them' : '';
+  // Root can still be refused (a process of another user namespace, a sandbox's init):
+  // then telling root to become root would be no help.
+  const asRoot = process.geteuid?.() === 0;
+  const fix =
+    fixable === 0
+      ? ''
+      : asRoot
+        ? '; some processes refuse inspection even to root (another user namespace, or a sandbox)'
+        : '; run as root or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see them';
   return `options unknown for ${total} socket${total === 1 ? '' : 's'}: ${parts.join(', ')}${fix}`;
 }
 

@@ -10,7 +10,7 @@ import type { SocketRecord, TableName } from './model.js';
 import { tableOf } from './model.js';
 import { optionsNeeded } from './options/display.js';
 import { type KeepaliveDefaults, readKeepaliveDefaults } from './procfs/sysctl.js';
-import { renderJson, toJsonSocket } from './render/json.js';
+import { renderJson, stringifyJson, toJsonSocket } from './render/json.js';
 import { renderSummaryJson, renderSummaryText, summarize } from './render/summary.js';
 import { renderTable } from './render/text.js';
 
@@ -76,7 +76,7 @@ export function renderJsonLine(request: CliRequest, snapshot: Snapshot): string 
   const document = request.summary
     ? { time, summary: summarize(snapshot.sockets, request.tables, snapshot.keepalive) }
     : { time, sockets: snapshot.sockets.map(toJsonSocket) };
-  return `${JSON.stringify(document)}\n`;
+  return `${stringifyJson(document)}\n`;
 }
 
 /** "7 sockets: tcp 4, udp 3" — for the status line of watch mode. */

@@ -36,6 +36,17 @@ export function toJsonSocket(socket: SocketRecord): JsonSocket {
   return out;
 }
 
+/**
+ * JSON.stringify, with DEL and the C1 control characters (U+007F–U+009F) escaped too: JSON allows
+ * them raw, but some terminals act on them, and a process name may hold them.
+ */
+export function stringifyJson(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** The JSON array, one socket per line so that large outputs stream and diff well. */
 export function* renderJson(sockets: readonly SocketRecord[]): Generator<string> {
   if (sockets.length === 0) {
@@ -44,7 +55,7 @@ export function* renderJson(sockets: readonly SocketRecord[]): Generator<string>
   }
   for (let i = 0; i < sockets.length; i++) {
     const socket = sockets[i] as SocketRecord;
-    yield `${i === 0 ? '[' : ','}${JSON.stringify(toJsonSocket(socket))}\n`;
+    yield `${i === 0 ? '[' : ','}${stringifyJson(toJsonSocket(socket))}\n`;
   }
   yield ']\n';
 }
