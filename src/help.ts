@@ -55,9 +55,10 @@ Diag column (ESTABLISHED TCP only; ? = unknown with --source proc):
   >|<  both
   >#   unacknowledged data and no ACK for more than a second
 
-Options need ptrace access to each socket's owner: run as root or with
-CAP_SYS_PTRACE. Sockets whose options cannot be read show a marker such as
-[not permitted] or [no owner]; --json says why in optionsError.
+Options of other users' sockets need root, or CAP_SYS_PTRACE (pidfd_getfd)
+with CAP_DAC_READ_SEARCH (their /proc/PID/fd). Sockets whose options cannot be
+read show a marker such as [not permitted] or [no owner]; --json says why in
+optionsError.
 
 Colours (Diag) only on a terminal, never with NO_COLOR set. Watch mode marks
 new lines in reverse video, which is not a colour.
