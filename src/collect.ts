@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Collection, Family, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
+import { OptionReadHelper, worthAHelper } from './options/parallel.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
@@ -28,6 +29,12 @@ export interface CollectSettings {
   /** For tests: another /proc, or injected system calls. */
   procRoot?: string;
   fdAccess?: FdAccess;
+  /**
+   * Threads that read options: 1 reads them all on the calling thread, 2 adds a worker
+   * thread for half of them. Default: 2 from PARALLEL_THRESHOLD sockets on when there is
+   * more than one CPU. Injected fdAccess always reads on the calling thread.
+   */
+  optionThreads?: 1 | 2;
 }
 
 function tableParts(table: TableName): { protocol: Protocol; family: Family } {
@@ -65,9 +72,13 @@ function newRecord(
   };
 }
 
-function enumerateNetlink(table: TableName, warnings: string[]): SocketRecord[] {
+function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boolean): SocketRecord[] {
   const { protocol, family } = tableParts(table);
-  const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), { protocol, family });
+  const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), {
+    protocol,
+    family,
+    optionFacts,
+  });
   if (interrupted)
     warnings.push(
       `the ${table} table kept changing during the dump; the listing may miss or repeat a socket`,
@@ -89,6 +100,7 @@ function enumerateNetlink(table: TableName, warnings: string[]): SocketRecord[] 
     if (record) {
       // Mini-sockets carry no tcp_info; their Diag is simply empty.
       if (record.minisocket) record.diag = '';
+      else if (m.optionFacts) record.optionFacts = m.optionFacts;
       records.push(record);
     }
   }
@@ -162,7 +174,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
     if (!tables.includes(table)) continue;
     if (source === 'netlink') {
       try {
-        byTable.set(table, enumerateNetlink(table, warnings));
+        byTable.set(table, enumerateNetlink(table, warnings, settings.options !== false));
         continue;
       } catch (error) {
         const refused =
@@ -184,22 +196,36 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   let sockets = TABLES.flatMap((t) => byTable.get(t) ?? []);
 
   if (settings.owners !== false || settings.options !== false) {
-    const wanted = new Set<number>();
-    for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
-    const scan = scanSocketOwners(procRoot, wanted);
-    for (const s of sockets) {
-      const owners = scan.owners.get(s.inode);
-      if (owners) s.processes = owners;
-    }
-    if (settings.options !== false) {
-      const reader = new OptionReader({ only: settings.options, access: settings.fdAccess });
-      try {
-        sockets = sockets.filter((s) => reader.read(s));
-      } finally {
-        reader.close();
+    // A helper thread boots (loads koffi) while this one scans /proc.
+    const helper =
+      settings.options !== false && !settings.fdAccess && worthAHelper(sockets, settings.optionThreads)
+        ? OptionReadHelper.start(settings.options)
+        : null;
+    try {
+      const wanted = new Set<number>();
+      for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
+      const scan = scanSocketOwners(procRoot, wanted);
+      for (const s of sockets) {
+        const owners = scan.owners.get(s.inode);
+        if (owners) s.processes = owners;
       }
-      const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
-      if (warning) warnings.push(warning);
+      if (settings.options !== false) {
+        const reader = new OptionReader({ only: settings.options, access: settings.fdAccess });
+        try {
+          if (helper) {
+            const kept = helper.read(reader, sockets, reader.summary);
+            sockets = sockets.filter((_, i) => kept[i]);
+          } else {
+            sockets = sockets.filter((s) => reader.read(s));
+          }
+        } finally {
+          reader.close();
+        }
+        const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
+        if (warning) warnings.push(warning);
+      }
+    } finally {
+      helper?.stop();
     }
   }
   return { sockets, source, warnings };
