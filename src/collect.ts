@@ -215,6 +215,11 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
           if (helper) {
             const kept = helper.read(reader, sockets, reader.summary);
             sockets = sockets.filter((_, i) => kept[i]);
+            if (helper.failure) {
+              warnings.push(
+                `the second option-reading thread failed (${helper.failure}); read on one thread`,
+              );
+            }
           } else {
             sockets = sockets.filter((s) => reader.read(s));
           }

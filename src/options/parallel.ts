@@ -22,8 +22,12 @@ export const PARALLEL_THRESHOLD = 4000;
 /** Slots of the shared signal: done flag, and sockets read so far (a heartbeat). */
 export const DONE = 0;
 export const PROGRESS = 1;
-/** The worker is given up on when it reads nothing for this long. */
-const STALL_LIMIT_MS = 30_000;
+/**
+ * The worker is given up on when it reads nothing for this long (it could not start, say:
+ * its 'error' event would need the event loop this thread is not running); its share is
+ * then read here.
+ */
+const STALL_LIMIT_MS = 10_000;
 
 /** What the worker needs of a socket to read its options. */
 type ShareItem = Pick<
@@ -79,6 +83,9 @@ const WORKER_FILE = new URL('./reader-worker.js', import.meta.url);
 
 /** A started worker, booting (loading koffi) while the caller scans /proc. */
 export class OptionReadHelper {
+  /** Why the worker's share had to be read on the calling thread, if it had to. */
+  failure: string | null = null;
+
   private constructor(
     private readonly worker: Worker,
     private readonly port: MessagePort,
@@ -96,8 +103,13 @@ export class OptionReadHelper {
     const worker = new Worker(WORKER_FILE, {
       workerData: { port: port2, signal, only: only ? [...only] : null },
       transferList: [port2],
+      // Not the caller's node flags: e.g. --input-type would keep the worker from starting.
+      execArgv: [],
     });
     worker.unref();
+    // A worker that dies before answering is noticed by read() (no progress) and its share
+    // read on this thread; the event itself only arrives later, when nobody is waiting.
+    worker.on('error', () => {});
     return new OptionReadHelper(worker, port1, signal);
   }
 
@@ -115,7 +127,8 @@ export class OptionReadHelper {
     for (const s of sockets) if (!onWorker.has(s)) kept.set(s, reader.read(s));
     const reply = this.wait();
     if ('error' in reply) {
-      // The worker could not run (its module failed to load, say): read its share here.
+      // The worker could not run or stopped answering: read its share here.
+      this.failure = reply.error;
       for (const s of theirs) kept.set(s, reader.read(s));
     } else {
       addSummary(summary, reply.summary);
@@ -141,7 +154,7 @@ export class OptionReadHelper {
         progress = now;
         stalledSince = Date.now();
       } else if (Date.now() - stalledSince > STALL_LIMIT_MS) {
-        throw new Error(`the option reader thread made no progress for ${STALL_LIMIT_MS / 1000} s`);
+        return { error: `the option reader thread made no progress for ${STALL_LIMIT_MS / 1000} s` };
       }
     }
     const received = receiveMessageOnPort(this.port);
