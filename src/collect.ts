@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import type { Collection, Family, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
-import { OptionReadHelper, worthAHelper } from './options/parallel.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
@@ -29,12 +28,6 @@ export interface CollectSettings {
   /** For tests: another /proc, or injected system calls. */
   procRoot?: string;
   fdAccess?: FdAccess;
-  /**
-   * Threads that read options: 1 reads them all on the calling thread, 2 adds a worker
-   * thread for half of them. Default: 2 from PARALLEL_THRESHOLD sockets on when there is
-   * more than one CPU. Injected fdAccess always reads on the calling thread.
-   */
-  optionThreads?: 1 | 2;
 }
 
 function tableParts(table: TableName): { protocol: Protocol; family: Family } {
@@ -196,41 +189,22 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   let sockets = TABLES.flatMap((t) => byTable.get(t) ?? []);
 
   if (settings.owners !== false || settings.options !== false) {
-    // A helper thread boots (loads koffi) while this one scans /proc.
-    const helper =
-      settings.options !== false && !settings.fdAccess && worthAHelper(sockets, settings.optionThreads)
-        ? OptionReadHelper.start(settings.options)
-        : null;
-    try {
-      const wanted = new Set<number>();
-      for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
-      const scan = scanSocketOwners(procRoot, wanted);
-      for (const s of sockets) {
-        const owners = scan.owners.get(s.inode);
-        if (owners) s.processes = owners;
+    const wanted = new Set<number>();
+    for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
+    const scan = scanSocketOwners(procRoot, wanted);
+    for (const s of sockets) {
+      const owners = scan.owners.get(s.inode);
+      if (owners) s.processes = owners;
+    }
+    if (settings.options !== false) {
+      const reader = new OptionReader({ only: settings.options, access: settings.fdAccess });
+      try {
+        sockets = sockets.filter((s) => reader.read(s));
+      } finally {
+        reader.close();
       }
-      if (settings.options !== false) {
-        const reader = new OptionReader({ only: settings.options, access: settings.fdAccess });
-        try {
-          if (helper) {
-            const kept = helper.read(reader, sockets, reader.summary);
-            sockets = sockets.filter((_, i) => kept[i]);
-            if (helper.failure) {
-              warnings.push(
-                `the second option-reading thread failed (${helper.failure}); read on one thread`,
-              );
-            }
-          } else {
-            sockets = sockets.filter((s) => reader.read(s));
-          }
-        } finally {
-          reader.close();
-        }
-        const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
-        if (warning) warnings.push(warning);
-      }
-    } finally {
-      helper?.stop();
+      const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
+      if (warning) warnings.push(warning);
     }
   }
   return { sockets, source, warnings };

@@ -1,14 +1,11 @@
 /**
  * The values knetstat takes from the sock_diag dump are the values getsockopt returns:
  * the same sockets listed from netlink (options partly from the dump) and from /proc/net
- * (every option through getsockopt) must show the same options. And the second reading
- * thread must give what one thread gives.
+ * (every option through getsockopt) must show the same options.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPTION_CATALOGUE } from '../../src/options/catalogue.js';
-import { netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
+import { netnsUnavailableReason, SocketChild } from '../helpers/netns.js';
 
 const skip = netnsUnavailableReason();
 
@@ -152,37 +149,6 @@ describe.skipIf(skip !== null)(
       const covered = new Set(fromNetlink.flatMap((s) => Object.keys(s.options ?? {})));
       for (const spec of OPTION_CATALOGUE.filter((o) => o.sockDiag))
         expect(covered, spec.name).toContain(spec.name);
-    });
-
-    it('reads the same with a second thread as with one', () => {
-      // The worker is the compiled dist/options/reader-worker.js: run the built library.
-      expect(existsSync(`${ROOT}dist/options/reader-worker.js`), 'run npm run build first').toBe(true);
-      const script = `
-        const { collectSockets } = await import(${JSON.stringify(`${ROOT}dist/collect.js`)});
-        const pick = (c) => c.sockets.map((s) => [s.inode, s.processes, s.options, s.optionsError ?? null]);
-        const single = collectSockets({ optionThreads: 1 });
-        const double = collectSockets({ optionThreads: 2 });
-        const warnings = [...single.warnings, ...double.warnings];
-        process.stdout.write(JSON.stringify({ one: pick(single), two: pick(double), warnings }));`;
-      const out = execFileSync(
-        'nsenter',
-        ['-t', String(child.pid), '-n', process.execPath, '--input-type=module', '-e', script],
-        { encoding: 'utf8' },
-      );
-      const { one, two, warnings } = JSON.parse(out) as {
-        one: unknown[][];
-        two: unknown[][];
-        warnings: string[];
-      };
-      // A worker that failed would be replaced by reading on one thread, and said so.
-      expect(warnings).toEqual([]);
-      const withoutCpu = (rows: unknown[][]) =>
-        rows.map(([inode, processes, options, error]) => {
-          const { SO_INCOMING_CPU: _cpu, ...rest } = (options ?? {}) as Record<string, unknown>;
-          return [inode, processes, options === null ? null : rest, error];
-        });
-      expect(one.length).toBe(8);
-      expect(withoutCpu(two)).toEqual(withoutCpu(one));
     });
   },
 );
