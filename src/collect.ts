@@ -40,7 +40,7 @@ function newRecord(
   stateNumber: number,
   fields: Pick<
     SocketRecord,
-    'local' | 'remote' | 'recvQ' | 'sendQ' | 'inode' | 'uid' | 'tcpInfo' | 'memInfo'
+    'local' | 'remote' | 'recvQ' | 'sendQ' | 'inode' | 'uid' | 'tcpInfo' | 'memInfo' | 'optionFacts'
   >,
 ): SocketRecord | null {
   const state = stateName(protocol, stateNumber);
@@ -50,16 +50,27 @@ function newRecord(
     (stateNumber === TCP_STATE_TIME_WAIT ||
       stateNumber === TCP_STATE_NEW_SYN_RECV ||
       (state === 'SYN_RECV' && fields.inode === 0));
+  // Every field written here, in one order: all records share one compact shape.
   return {
     protocol,
     family,
     state,
-    ...fields,
+    local: fields.local,
+    remote: fields.remote,
+    recvQ: fields.recvQ,
+    sendQ: fields.sendQ,
+    inode: fields.inode,
+    uid: fields.uid,
     minisocket,
-    diag:
-      fields.tcpInfo === null && protocol === 'tcp' && state === 'ESTABLISHED'
+    // Mini-sockets carry no tcp_info; their Diag is simply empty.
+    diag: minisocket
+      ? ''
+      : fields.tcpInfo === null && protocol === 'tcp' && state === 'ESTABLISHED'
         ? null
         : deriveDiag(protocol, state, fields.tcpInfo),
+    tcpInfo: fields.tcpInfo,
+    memInfo: fields.memInfo,
+    optionFacts: minisocket ? undefined : fields.optionFacts,
     processes: [],
     options: null,
   };
@@ -89,13 +100,9 @@ function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boo
       uid: m.uid,
       tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
       memInfo: m.memInfo,
+      optionFacts: m.optionFacts,
     });
-    if (record) {
-      // Mini-sockets carry no tcp_info; their Diag is simply empty.
-      if (record.minisocket) record.diag = '';
-      else if (m.optionFacts) record.optionFacts = m.optionFacts;
-      records.push(record);
-    }
+    if (record) records.push(record);
   }
   return records;
 }
@@ -121,11 +128,9 @@ function enumerateProc(table: TableName, procRoot: string): SocketRecord[] {
       uid: entry.uid,
       tcpInfo: null,
       memInfo: null,
+      optionFacts: undefined,
     });
-    if (record) {
-      if (record.minisocket) record.diag = '';
-      records.push(record);
-    }
+    if (record) records.push(record);
   }
   return records;
 }

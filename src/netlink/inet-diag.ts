@@ -260,9 +260,13 @@ function readTcpInfo(view: DataView, at: number, n: number): TcpInfo {
   const le = hostIsLittleEndian;
   const u8 = (offset: number) => view.getUint8(at + offset);
   const u32 = (offset: number) => view.getUint32(at + offset, le);
-  // Two 32-bit halves: exact below 2^53 and rounded as Number(bigint) would be above it.
-  const u64 = (offset: number) =>
-    le ? u32(offset) + u32(offset + 4) * 4294967296 : u32(offset) * 4294967296 + u32(offset + 4);
+  // Two 32-bit halves: exact below 2^53 and rounded as Number(bigint) would be above it;
+  // a small value stays a small integer, not a boxed double, in each of 36k objects.
+  const u64 = (offset: number) => {
+    const low = u32(le ? offset : offset + 4);
+    const high = u32(le ? offset + 4 : offset);
+    return high === 0 ? low : low + high * 4294967296;
+  };
   return {
     state: u8(0),
     caState: u8(1),
