@@ -244,11 +244,7 @@ export function* splitAttributes(bytes: Uint8Array): Generator<Attribute> {
 /** The oldest tcp_info we accept: up to tcpi_total_retrans (Linux 2.6.x). */
 const TCP_INFO_MIN_SIZE = 104;
 
-/**
- * struct tcp_info, as far as the running kernel sent it: a field past the end of the
- * kernel's struct is left undefined. One object literal with every field, so that all
- * tcp_info objects share one shape.
- */
+/** struct tcp_info, as far as the running kernel sent it: a field past its end is absent. */
 export function parseTcpInfo(bytes: Uint8Array): TcpInfo {
   return readTcpInfo(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength);
 }
@@ -267,7 +263,7 @@ function readTcpInfo(view: DataView, at: number, n: number): TcpInfo {
     const high = u32(le ? offset + 4 : offset);
     return high === 0 ? low : low + high * 4294967296;
   };
-  return {
+  const info: TcpInfo = {
     state: u8(0),
     caState: u8(1),
     retransmits: u8(2),
@@ -297,15 +293,18 @@ function readTcpInfo(view: DataView, at: number, n: number): TcpInfo {
     rcvRtt: u32(92),
     rcvSpace: u32(96),
     totalRetrans: u32(100),
-    bytesAcked: n >= 128 ? u64(120) : undefined,
-    bytesReceived: n >= 136 ? u64(128) : undefined,
-    notsentBytes: n >= 148 ? u32(144) : undefined,
-    minRtt: n >= 152 ? u32(148) : undefined,
-    bytesSent: n >= 208 ? u64(200) : undefined,
-    bytesRetrans: n >= 216 ? u64(208) : undefined,
-    sndWnd: n >= 232 ? u32(228) : undefined,
-    rcvWnd: n >= 236 ? u32(232) : undefined,
   };
+  // Later fields only where the kernel's struct reaches them (absent, not undefined), always
+  // added in this order so that every tcp_info of one kernel has the same shape.
+  if (n >= 128) info.bytesAcked = u64(120);
+  if (n >= 136) info.bytesReceived = u64(128);
+  if (n >= 148) info.notsentBytes = u32(144);
+  if (n >= 152) info.minRtt = u32(148);
+  if (n >= 208) info.bytesSent = u64(200);
+  if (n >= 216) info.bytesRetrans = u64(208);
+  if (n >= 232) info.sndWnd = u32(228);
+  if (n >= 236) info.rcvWnd = u32(232);
+  return info;
 }
 
 /** SK_MEMINFO_* counters; SK_MEMINFO_DROPS arrived in Linux 4.7 and is 0 before it. */
