@@ -262,22 +262,36 @@ function machine() {
 
 const fixed = (n, digits = 1) => n.toFixed(digits);
 
+/** A Markdown table with padded columns, as the formatter (biome) writes it. */
+function markdownTable(header, alignments, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const cell = (text, i) => (alignments[i] === 'right' ? text.padStart(widths[i]) : text.padEnd(widths[i]));
+  const line = (cells) => `| ${cells.map(cell).join(' | ')} |`;
+  const rule = widths.map((w, i) => (alignments[i] === 'right' ? `${'-'.repeat(w - 1)}:` : `:${'-'.repeat(w - 1)}`));
+  return [line(header), `| ${rule.join(' | ')} |`, ...rows.map(line)].join('\n');
+}
+
 function table(sizes) {
-  const lines = [
-    '| sockets | command | median ms | min–max ms | × ss -tanpie | user+sys ms | peak RSS MB |',
-    '|--:|:--|--:|--:|--:|--:|--:|',
-  ];
+  const rows = [];
   for (const size of sizes) {
     const base = size.results.find((r) => r.name === 'ss -tanpie');
     for (const r of size.results) {
-      lines.push(
-        `| ${size.sockets} | \`${r.name}\` | ${fixed(r.medianMs)} | ${fixed(r.minMs)}–${fixed(r.maxMs)} | ${
-          base ? fixed(r.medianMs / base.medianMs, 2) : '-'
-        } | ${fixed(r.userMs, 0)}+${fixed(r.systemMs, 0)} | ${r.peakRssMb <= r.rssFloorMb ? `≤ ${fixed(r.rssFloorMb)}` : fixed(r.peakRssMb)} |`,
-      );
+      rows.push([
+        String(size.sockets),
+        `\`${r.name}\``,
+        fixed(r.medianMs),
+        `${fixed(r.minMs)}–${fixed(r.maxMs)}`,
+        base ? fixed(r.medianMs / base.medianMs, 2) : '-',
+        `${fixed(r.userMs, 0)}+${fixed(r.systemMs, 0)}`,
+        r.peakRssMb <= r.rssFloorMb ? `≤ ${fixed(r.rssFloorMb)}` : fixed(r.peakRssMb),
+      ]);
     }
   }
-  return lines.join('\n');
+  return markdownTable(
+    ['sockets', 'command', 'median ms', 'min–max ms', '× ss -tanpie', 'user+sys ms', 'peak RSS MB'],
+    ['right', 'left', 'right', 'right', 'right', 'right', 'right'],
+    rows,
+  );
 }
 
 function targets(sizes) {
