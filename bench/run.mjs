@@ -267,7 +267,9 @@ function markdownTable(header, alignments, rows) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const cell = (text, i) => (alignments[i] === 'right' ? text.padStart(widths[i]) : text.padEnd(widths[i]));
   const line = (cells) => `| ${cells.map(cell).join(' | ')} |`;
-  const rule = widths.map((w, i) => (alignments[i] === 'right' ? `${'-'.repeat(w - 1)}:` : `:${'-'.repeat(w - 1)}`));
+  const rule = widths.map((w, i) =>
+    alignments[i] === 'right' ? `${'-'.repeat(w - 1)}:` : `:${'-'.repeat(w - 1)}`,
+  );
   return [line(header), `| ${rule.join(' | ')} |`, ...rows.map(line)].join('\n');
 }
 
