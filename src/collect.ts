@@ -40,7 +40,7 @@ function newRecord(
   stateNumber: number,
   fields: Pick<
     SocketRecord,
-    'local' | 'remote' | 'recvQ' | 'sendQ' | 'inode' | 'uid' | 'tcpInfo' | 'memInfo'
+    'local' | 'remote' | 'recvQ' | 'sendQ' | 'inode' | 'uid' | 'tcpInfo' | 'memInfo' | 'optionFacts'
   >,
 ): SocketRecord | null {
   const state = stateName(protocol, stateNumber);
@@ -50,24 +50,39 @@ function newRecord(
     (stateNumber === TCP_STATE_TIME_WAIT ||
       stateNumber === TCP_STATE_NEW_SYN_RECV ||
       (state === 'SYN_RECV' && fields.inode === 0));
+  // Every field written here, in one order: all records share one compact shape.
   return {
     protocol,
     family,
     state,
-    ...fields,
+    local: fields.local,
+    remote: fields.remote,
+    recvQ: fields.recvQ,
+    sendQ: fields.sendQ,
+    inode: fields.inode,
+    uid: fields.uid,
     minisocket,
-    diag:
-      fields.tcpInfo === null && protocol === 'tcp' && state === 'ESTABLISHED'
+    // Mini-sockets carry no tcp_info; their Diag is simply empty.
+    diag: minisocket
+      ? ''
+      : fields.tcpInfo === null && protocol === 'tcp' && state === 'ESTABLISHED'
         ? null
         : deriveDiag(protocol, state, fields.tcpInfo),
+    tcpInfo: fields.tcpInfo,
+    memInfo: fields.memInfo,
+    optionFacts: minisocket ? undefined : fields.optionFacts,
     processes: [],
     options: null,
   };
 }
 
-function enumerateNetlink(table: TableName, warnings: string[]): SocketRecord[] {
+function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boolean): SocketRecord[] {
   const { protocol, family } = tableParts(table);
-  const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), { protocol, family });
+  const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), {
+    protocol,
+    family,
+    optionFacts,
+  });
   if (interrupted)
     warnings.push(
       `the ${table} table kept changing during the dump; the listing may miss or repeat a socket`,
@@ -85,12 +100,9 @@ function enumerateNetlink(table: TableName, warnings: string[]): SocketRecord[] 
       uid: m.uid,
       tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
       memInfo: m.memInfo,
+      optionFacts: m.optionFacts,
     });
-    if (record) {
-      // Mini-sockets carry no tcp_info; their Diag is simply empty.
-      if (record.minisocket) record.diag = '';
-      records.push(record);
-    }
+    if (record) records.push(record);
   }
   return records;
 }
@@ -116,11 +128,9 @@ function enumerateProc(table: TableName, procRoot: string): SocketRecord[] {
       uid: entry.uid,
       tcpInfo: null,
       memInfo: null,
+      optionFacts: undefined,
     });
-    if (record) {
-      if (record.minisocket) record.diag = '';
-      records.push(record);
-    }
+    if (record) records.push(record);
   }
   return records;
 }
@@ -173,7 +183,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
     if (!tables.includes(table)) continue;
     if (source === 'netlink') {
       try {
-        byTable.set(table, enumerateNetlink(table, warnings));
+        byTable.set(table, enumerateNetlink(table, warnings, settings.options !== false));
         continue;
       } catch (error) {
         const refused =

@@ -87,6 +87,28 @@ export interface SocketMemoryInfo {
   drops: number;
 }
 
+/**
+ * Values that the sock_diag reply carries and that getsockopt would return too, read
+ * from the very same kernel variable (the catalogue's `sockDiag` entries say which).
+ * A field is absent when the reply did not carry it.
+ */
+export interface SockDiagOptionFacts {
+  /** idiag_if: sk_bound_dev_if, 0 when the socket is bound to no device. */
+  boundInterface: number;
+  /** INET_DIAG_SOCKOPT (Linux 5.10): inet flag bits, bit n = field n of struct inet_diag_sockopt. */
+  inetFlags?: number;
+  /** INET_DIAG_TOS: inet->tos. */
+  tos?: number;
+  /** INET_DIAG_TCLASS (IPv6): np->tclass. */
+  tclass?: number;
+  /** INET_DIAG_SKV6ONLY (IPv6, listening or closed sockets only): sk_ipv6only. */
+  v6only?: number;
+  /** INET_DIAG_MARK (only to a reader with CAP_NET_ADMIN): sk_mark. */
+  mark?: number;
+  /** INET_DIAG_CONG (TCP): the congestion control's name. */
+  congestion?: string;
+}
+
 /** Diag indicators as knetstat shows them. */
 export type DiagIndicator = '' | '>|' | '|<' | '>|<' | '>#';
 
@@ -115,6 +137,8 @@ export interface SocketRecord {
   diag: DiagIndicator | null;
   tcpInfo: TcpInfo | null;
   memInfo: SocketMemoryInfo | null;
+  /** Option values the sock_diag reply carried (absent with the /proc/net source). */
+  optionFacts?: SockDiagOptionFacts;
   processes: SocketOwner[];
   options: SocketOptions | null;
   optionsError?: string;

@@ -9,8 +9,11 @@ import { hostIsLittleEndian } from './byte-reader.js';
 import {
   ALL_STATES,
   formatInetDiagRequest,
+  INET_DIAG_CONG,
   INET_DIAG_INFO,
   INET_DIAG_SKMEMINFO,
+  INET_DIAG_TCLASS,
+  INET_DIAG_TOS,
   type InetDiagMessage,
   parseInetDiagMessage,
   SOCK_DIAG_BY_FAMILY,
@@ -82,7 +85,15 @@ export class NetlinkSocket implements DatagramTransport {
 export interface DumpRequest {
   family: 4 | 6;
   protocol: 'tcp' | 'udp';
+  /**
+   * Also ask for the attributes that carry option values (INET_DIAG_TOS, _TCLASS, _CONG;
+   * the kernel adds _SOCKOPT, _MARK and _SKV6ONLY unasked) and return them as each
+   * message's `optionFacts`, so that the option reader can skip those getsockopt calls.
+   */
+  optionFacts?: boolean;
 }
+
+const bit = (attribute: number) => 1 << (attribute - 1);
 
 let nextSequence = 1;
 
@@ -104,7 +115,10 @@ function runDump(
   const body = formatInetDiagRequest({
     family: request.family === 4 ? libc.AF_INET : libc.AF_INET6,
     protocol: request.protocol === 'tcp' ? 6 : 17,
-    extensions: (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)),
+    extensions:
+      bit(INET_DIAG_INFO) |
+      bit(INET_DIAG_SKMEMINFO) |
+      (request.optionFacts ? bit(INET_DIAG_TOS) | bit(INET_DIAG_TCLASS) | bit(INET_DIAG_CONG) : 0),
     states: ALL_STATES,
   });
   transport.send(
@@ -113,6 +127,7 @@ function runDump(
       body,
     ),
   );
+  const settings = { optionFacts: request.optionFacts === true };
   let complete = true;
   for (;;) {
     const datagram = transport.receive();
@@ -136,7 +151,7 @@ function runDump(
       if (header.type !== SOCK_DIAG_BY_FAMILY) {
         throw new ProtocolError(`${call}: unexpected message type ${header.type}`);
       }
-      onMessage(parseInetDiagMessage(payload));
+      onMessage(parseInetDiagMessage(payload, settings));
     }
   }
 }

@@ -7,6 +7,7 @@
  * same on every 64-bit architecture we run on.
  */
 import type { Family, Protocol } from '../model.js';
+import { INET_DIAG_SOCKOPT_BITS as SOCKOPT_BIT } from '../netlink/inet-diag.js';
 
 export const SOL_SOCKET = 1;
 export const SOL_IP = 0;
@@ -24,6 +25,24 @@ export type OptionDecoding =
 
 export type OptionUnit = 'flag' | 'count' | 'bytes' | 'ms' | 's' | 'us' | 'name' | 'value' | 'bytes/s';
 
+/**
+ * An option whose value the sock_diag dump already carries, copied from the very kernel
+ * variable that getsockopt reads (the comment at each entry cites both). The reader takes
+ * such a value from the dump instead of making the call; where the dump lacks it (an
+ * older kernel, no CAP_NET_ADMIN for the mark, an established IPv6 socket for V6ONLY, the
+ * /proc/net source) it calls getsockopt as for any other entry. Either way the option is
+ * only reported for a socket whose owner's fd was duplicated and checked.
+ */
+export type SockDiagSource =
+  /** INET_DIAG_SKMEMINFO: SK_MEMINFO_RCVBUF / _SNDBUF. */
+  | { fact: 'rcvbuf' | 'sndbuf' }
+  /** INET_DIAG_TOS, _TCLASS, _SKV6ONLY, _MARK, _CONG. */
+  | { fact: 'tos' | 'tclass' | 'v6only' | 'mark' | 'congestion' }
+  /** A bit of INET_DIAG_SOCKOPT (see INET_DIAG_SOCKOPT_BITS). */
+  | { fact: 'inetFlags'; bit: number }
+  /** idiag_if: when 0 the socket is bound to no device and getsockopt returns ''; else it is read. */
+  | { fact: 'boundInterface' };
+
 export interface OptionSpec {
   name: string;
   level: number;
@@ -37,6 +56,8 @@ export interface OptionSpec {
   listenOnly?: boolean;
   /** Part of the kernel module's Options column, or one of our extensions. */
   set: 'knetstat' | 'extended';
+  /** Taken from the sock_diag dump when it carries the value; getsockopt otherwise. */
+  sockDiag?: SockDiagSource;
   /** One line for the README and --help. */
   meaning: string;
 }
@@ -120,16 +141,16 @@ export const OPTION_CATALOGUE: readonly OptionSpec[] = [
     'which buffer sizes the application fixed: 1 = send, 2 = receive (Linux 5.14)',
     knetstat,
   ),
-  option(
-    'SO_RCVBUF',
-    SOL_SOCKET,
-    8,
-    BOTH,
-    'bytes',
-    'receive buffer size, as the kernel doubled it',
-    knetstat,
-  ),
-  option('SO_SNDBUF', SOL_SOCKET, 7, BOTH, 'bytes', 'send buffer size, as the kernel doubled it', knetstat),
+  // sock_getsockopt and sk_get_meminfo (INET_DIAG_SKMEMINFO) both read READ_ONCE(sk->sk_rcvbuf).
+  option('SO_RCVBUF', SOL_SOCKET, 8, BOTH, 'bytes', 'receive buffer size, as the kernel doubled it', {
+    ...knetstat,
+    sockDiag: { fact: 'rcvbuf' },
+  }),
+  // Both read READ_ONCE(sk->sk_sndbuf).
+  option('SO_SNDBUF', SOL_SOCKET, 7, BOTH, 'bytes', 'send buffer size, as the kernel doubled it', {
+    ...knetstat,
+    sockDiag: { fact: 'sndbuf' },
+  }),
   option('SO_RCVTIMEO', SOL_SOCKET, 66, BOTH, 'ms', 'timeout of blocking receives; 0 = none', {
     ...knetstat,
     decoding: 'timeval',
@@ -167,7 +188,11 @@ export const OPTION_CATALOGUE: readonly OptionSpec[] = [
   option('SO_BROADCAST', SOL_SOCKET, 6, UDP, 'flag', 'may send to broadcast addresses', knetstat),
 
   // Beyond the module.
-  option('TCP_CONGESTION', SOL_TCP, 13, TCP, 'name', 'congestion control algorithm', { decoding: 'string' }),
+  // Both copy icsk->icsk_ca_ops->name.
+  option('TCP_CONGESTION', SOL_TCP, 13, TCP, 'name', 'congestion control algorithm', {
+    decoding: 'string',
+    sockDiag: { fact: 'congestion' },
+  }),
   option(
     'TCP_MAXSEG',
     SOL_TCP,
@@ -212,9 +237,14 @@ export const OPTION_CATALOGUE: readonly OptionSpec[] = [
     'a listener keeps the SYN headers (reading them is not done: it frees them)',
   ),
   option('SO_PRIORITY', SOL_SOCKET, 12, BOTH, 'value', 'queueing priority of outgoing packets'),
-  option('SO_MARK', SOL_SOCKET, 36, BOTH, 'value', 'firewall mark of outgoing packets'),
+  // Both read READ_ONCE(sk->sk_mark); the dump carries it only to a reader with CAP_NET_ADMIN.
+  option('SO_MARK', SOL_SOCKET, 36, BOTH, 'value', 'firewall mark of outgoing packets', {
+    sockDiag: { fact: 'mark' },
+  }),
+  // sock_getbindtodevice returns '' when sk_bound_dev_if is 0, which idiag_if reports.
   option('SO_BINDTODEVICE', SOL_SOCKET, 25, BOTH, 'name', 'bound to this network interface; empty = none', {
     decoding: 'string',
+    sockDiag: { fact: 'boundInterface' },
   }),
   option('SO_RCVLOWAT', SOL_SOCKET, 18, BOTH, 'bytes', 'receive low-water mark'),
   option('SO_SNDLOWAT', SOL_SOCKET, 19, BOTH, 'bytes', 'send low-water mark (fixed at 1 on Linux)'),
@@ -268,19 +298,38 @@ export const OPTION_CATALOGUE: readonly OptionSpec[] = [
     'value',
     'rehash the flow label on retransmits: 0 off, 1 on, 255 system default',
   ),
+  // Both read READ_ONCE(inet->tos).
   option('IP_TOS', SOL_IP, 1, BOTH, 'value', 'type of service / DSCP byte of outgoing packets', {
     families: V4,
+    sockDiag: { fact: 'tos' },
   }),
   option('IP_TTL', SOL_IP, 2, BOTH, 'count', 'time to live of outgoing packets (effective)', {
     families: V4,
   }),
+  // The IP_* flags below, IPV6_FREEBIND, IPV6_TRANSPARENT and INET_DIAG_SOCKOPT test the
+  // same inet flag bits (inet_test_bit(FREEBIND, sk) etc.; inet->freebind before 6.6).
   option('IP_FREEBIND', SOL_IP, 15, BOTH, 'flag', 'may bind to an address not (yet) on the host', {
     families: V4,
+    sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.freebind },
   }),
-  option('IP_TRANSPARENT', SOL_IP, 19, BOTH, 'flag', 'transparent proxying (TPROXY)', { families: V4 }),
-  option('IP_BIND_ADDRESS_NO_PORT', SOL_IP, 24, BOTH, 'flag', 'bind() defers choosing the port to connect()'),
+  option('IP_TRANSPARENT', SOL_IP, 19, BOTH, 'flag', 'transparent proxying (TPROXY)', {
+    families: V4,
+    sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.transparent },
+  }),
+  // An IPv6 socket answers SOL_IP from ip_getsockopt too: the same bit.
+  option(
+    'IP_BIND_ADDRESS_NO_PORT',
+    SOL_IP,
+    24,
+    BOTH,
+    'flag',
+    'bind() defers choosing the port to connect()',
+    { sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.bindAddressNoPort } },
+  ),
+  // IPV6_RECVERR is another bit, which the dump does not carry.
   option('IP_RECVERR', SOL_IP, 11, BOTH, 'flag', 'extended errors are queued for MSG_ERRQUEUE', {
     families: V4,
+    sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.recverr },
   }),
   option(
     'IP_MTU_DISCOVER',
@@ -302,13 +351,22 @@ export const OPTION_CATALOGUE: readonly OptionSpec[] = [
     UDP,
     'flag',
     'multicast packets are looped back to local listeners',
-    { families: V4 },
+    { families: V4, sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.mcLoop } },
   ),
   option('IP_MULTICAST_ALL', SOL_IP, 49, UDP, 'flag', 'receive multicast for all groups joined on the host', {
     families: V4,
+    sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.mcAll },
   }),
-  option('IPV6_V6ONLY', SOL_IPV6, 26, BOTH, 'flag', 'IPv6 only: no IPv4-mapped traffic', { families: V6 }),
-  option('IPV6_TCLASS', SOL_IPV6, 67, BOTH, 'value', 'traffic class of outgoing packets', { families: V6 }),
+  // Both read sk->sk_ipv6only; the dump carries it for listening and closed sockets only.
+  option('IPV6_V6ONLY', SOL_IPV6, 26, BOTH, 'flag', 'IPv6 only: no IPv4-mapped traffic', {
+    families: V6,
+    sockDiag: { fact: 'v6only' },
+  }),
+  // Both read np->tclass.
+  option('IPV6_TCLASS', SOL_IPV6, 67, BOTH, 'value', 'traffic class of outgoing packets', {
+    families: V6,
+    sockDiag: { fact: 'tclass' },
+  }),
   option(
     'IPV6_UNICAST_HOPS',
     SOL_IPV6,
@@ -324,10 +382,16 @@ export const OPTION_CATALOGUE: readonly OptionSpec[] = [
   option('IPV6_MTU_DISCOVER', SOL_IPV6, 23, BOTH, 'value', 'path MTU discovery mode, as IP_MTU_DISCOVER', {
     families: V6,
   }),
+  // The same inet FREEBIND bit as IP_FREEBIND.
   option('IPV6_FREEBIND', SOL_IPV6, 78, BOTH, 'flag', 'may bind to an address not (yet) on the host', {
     families: V6,
+    sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.freebind },
   }),
-  option('IPV6_TRANSPARENT', SOL_IPV6, 75, BOTH, 'flag', 'transparent proxying (TPROXY)', { families: V6 }),
+  // The same inet TRANSPARENT bit as IP_TRANSPARENT.
+  option('IPV6_TRANSPARENT', SOL_IPV6, 75, BOTH, 'flag', 'transparent proxying (TPROXY)', {
+    families: V6,
+    sockDiag: { fact: 'inetFlags', bit: SOCKOPT_BIT.transparent },
+  }),
   option('IPV6_MULTICAST_HOPS', SOL_IPV6, 18, UDP, 'count', 'hop limit of outgoing multicast packets', {
     families: V6,
   }),

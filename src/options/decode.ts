@@ -4,6 +4,18 @@ import type { OptionDecoding } from './catalogue.js';
 
 const UNLIMITED_U64 = 0xffffffffffffffffn;
 
+// The reader decodes every option out of one reused buffer: one view of it, not one per call.
+let viewedBytes: Uint8Array | undefined;
+let view: DataView = new DataView(new ArrayBuffer(0));
+
+function viewOf(bytes: Uint8Array): DataView {
+  if (bytes !== viewedBytes) {
+    viewedBytes = bytes;
+    view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  return view;
+}
+
 /**
  * Turns getsockopt's bytes into a value. Returns undefined when the kernel answered with
  * fewer bytes than the layout needs: such an option is absent, not guessed.
@@ -13,7 +25,11 @@ export function decodeOption(
   bytes: Uint8Array,
   length: number,
 ): OptionValue | undefined {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, length);
+  // A length past the buffer cannot come from the kernel (it writes at most what it is
+  // given); were it to, nothing is read. Each read below checks `length` first, as the
+  // shared view may reach further.
+  if (length > bytes.byteLength) return undefined;
+  const view = viewOf(bytes);
   switch (decoding) {
     case 'int':
       if (length >= 4) return view.getInt32(0, hostIsLittleEndian);

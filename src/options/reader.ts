@@ -6,10 +6,10 @@
  * that never reaches net, dgram or libuv, which would set O_NONBLOCK on the open file
  * description the owner shares.
  */
-import type { SocketOptions, SocketRecord } from '../model.js';
+import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
 import { isSystemCallError, SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
-import { type OptionSpec, optionsFor } from './catalogue.js';
+import { type OptionSpec, optionsFor, type SockDiagSource } from './catalogue.js';
 import { decodeOption } from './decode.js';
 
 /** The system calls the reader makes; tests inject failures and reused fds through it. */
@@ -29,6 +29,27 @@ export const libcFdAccess: FdAccess = {
   getsockopt: libc.getsockoptRaw,
   close: libc.close,
 };
+
+/**
+ * The value getsockopt would return, as the sock_diag dump reported it, or undefined
+ * when the dump did not carry it (then the option is read with getsockopt).
+ */
+export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord): OptionValue | undefined {
+  const facts = socket.optionFacts;
+  switch (source.fact) {
+    case 'rcvbuf':
+      return socket.memInfo?.rcvbuf;
+    case 'sndbuf':
+      return socket.memInfo?.sndbuf;
+    case 'inetFlags':
+      return facts?.inetFlags === undefined ? undefined : (facts.inetFlags >> source.bit) & 1;
+    case 'boundInterface':
+      // Bound to a device: its name needs getsockopt.
+      return facts?.boundInterface === 0 ? '' : undefined;
+    default:
+      return facts?.[source.fact];
+  }
+}
 
 /** Why the options of a socket are unknown. */
 export type UnreadableReason =
@@ -61,7 +82,12 @@ export class OptionReader {
   private readonly processes = new Map<number, ProcessHandle>();
   private readonly value = new Uint8Array(OPTION_BUFFER_SIZE);
   private readonly length = new Uint32Array(1);
-  private readonly specCache = new Map<string, OptionSpec[]>();
+  /** By protocol, family and listening (see specsFor): the same few lists for every socket. */
+  private readonly specCache: Array<OptionSpec[] | undefined> = [];
+  /** An object with every key of a spec list, in order, for readAll to copy. */
+  private readonly templates = new Map<readonly OptionSpec[], SocketOptions>();
+  /** readAll's values, reused from socket to socket. */
+  private readonly values: Array<OptionValue | undefined> = [];
   readonly summary: OptionReadSummary = {
     read: 0,
     unreadable: {
@@ -82,13 +108,13 @@ export class OptionReader {
 
   private specsFor(socket: SocketRecord): OptionSpec[] {
     const listening = socket.state === 'LISTEN';
-    const key = `${socket.protocol}${socket.family}${listening}`;
-    let specs = this.specCache.get(key);
+    const key = (socket.protocol === 'tcp' ? 4 : 0) + (socket.family === 6 ? 2 : 0) + (listening ? 1 : 0);
+    let specs = this.specCache[key];
     if (!specs) {
       specs = optionsFor(socket.protocol, socket.family, listening).filter(
         (o) => !this.only || this.only.has(o.name),
       );
-      this.specCache.set(key, specs);
+      this.specCache[key] = specs;
     }
     return specs;
   }
@@ -160,7 +186,7 @@ export class OptionReader {
           message = `fd ${owner.fd} of pid ${owner.pid} now holds another file (inode ${inode}, not ${socket.inode}): not read`;
           continue;
         }
-        socket.options = this.readAll(duplicate, this.specsFor(socket));
+        socket.options = this.readAll(duplicate, this.specsFor(socket), socket);
         delete socket.optionsError;
         this.summary.read++;
         return true;
@@ -172,17 +198,48 @@ export class OptionReader {
     return reason !== 'vanished';
   }
 
-  private readAll(fd: number, specs: readonly OptionSpec[]): SocketOptions {
-    const options: SocketOptions = {};
-    const { value, length } = this;
-    for (const spec of specs) {
-      const written = this.access.getsockopt(fd, spec.level, spec.optname, value, length);
-      // ENOPROTOOPT, EINVAL, EOPNOTSUPP, ENOTCONN: the kernel lacks the option or it does not apply.
-      if (written < 0) continue;
-      const decoded = decodeOption(spec.decoding, value, written);
-      if (decoded !== undefined) options[spec.name] = decoded;
+  /**
+   * Every option of `specs` for one socket. The values are gathered first and the object
+   * is then made in one go, as a copy of a template with the same keys: an object that
+   * gets dozens of computed keys one by one turns into a hash table, several times the
+   * memory of a plain object, and there is one of these per socket.
+   */
+  private readAll(fd: number, specs: readonly OptionSpec[], socket: SocketRecord): SocketOptions {
+    const { value, length, values } = this;
+    let present = 0;
+    for (let i = 0; i < specs.length; i++) {
+      const spec = specs[i] as OptionSpec;
+      let decoded: OptionValue | undefined;
+      if (spec.sockDiag) decoded = valueFromSockDiag(spec.sockDiag, socket);
+      if (decoded === undefined) {
+        const written = this.access.getsockopt(fd, spec.level, spec.optname, value, length);
+        // ENOPROTOOPT, EINVAL, EOPNOTSUPP, ENOTCONN: the kernel lacks the option or it does not apply.
+        if (written >= 0) decoded = decodeOption(spec.decoding, value, written);
+      }
+      values[i] = decoded;
+      if (decoded !== undefined) present++;
     }
-    return options;
+    if (present === specs.length) {
+      const options = { ...this.templateFor(specs) };
+      for (let i = 0; i < specs.length; i++)
+        options[(specs[i] as OptionSpec).name] = values[i] as OptionValue;
+      return options;
+    }
+    // Some options are missing (this kernel lacks them): only the ones read.
+    const entries: Array<[string, OptionValue]> = [];
+    for (let i = 0; i < specs.length; i++) {
+      if (values[i] !== undefined) entries.push([(specs[i] as OptionSpec).name, values[i] as OptionValue]);
+    }
+    return Object.fromEntries(entries);
+  }
+
+  private templateFor(specs: readonly OptionSpec[]): SocketOptions {
+    let template = this.templates.get(specs);
+    if (!template) {
+      template = Object.fromEntries(specs.map((spec) => [spec.name, null]));
+      this.templates.set(specs, template);
+    }
+    return template;
   }
 
   private explain(error: SystemCallError, pid: number): { reason: UnreadableReason; message: string } {

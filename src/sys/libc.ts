@@ -19,6 +19,9 @@ const c = {
   sendto: libc.func('long sendto(int fd, void *buf, size_t len, int flags, void *addr, uint32_t addrlen)'),
   recv: libc.func('long recv(int fd, void *buf, size_t len, int flags)'),
   close: libc.func('int close(int fd)'),
+  // open(2) is variadic (the mode); without O_CREAT the two-argument form is the call.
+  open: libc.func('int open(const char *path, int flags)'),
+  readlinkat: libc.func('long readlinkat(int dirfd, const char *path, void *buffer, size_t size)'),
   fstat: libc.func('int fstat(int fd, void *statbuf)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t length)'),
@@ -70,6 +73,28 @@ export function recv(fd: number, buffer: Uint8Array, flags = 0): number {
 
 export function close(fd: number): void {
   if ((c.close(fd) as number) < 0) fail('close');
+}
+
+export const O_RDONLY = 0;
+// O_CLOEXEC is the same on every Linux architecture we run on; O_DIRECTORY is not (arm64
+// differs), so it is left out: readlinkat on something that is not a directory fails anyway.
+export const O_CLOEXEC = 0o2000000;
+
+/** open(2) a directory for the *at calls (read-only, close-on-exec). */
+export function openDirectory(path: string): number {
+  const fd = c.open(path, O_RDONLY | O_CLOEXEC) as number;
+  if (fd < 0) fail('open');
+  return fd;
+}
+
+/**
+ * readlinkat(2) into `target`: the link's length in bytes (not NUL-terminated, cut at
+ * the buffer's size), or the negated errno, so that a scan over thousands of fds can
+ * skip a vanished one without an exception.
+ */
+export function readlinkAt(directoryFd: number, name: string, target: Uint8Array): number {
+  const length = Number(c.readlinkat(directoryFd, name, target, target.byteLength));
+  return length < 0 ? -koffi.errno() : length;
 }
 
 // struct stat: st_dev (8 bytes) then st_ino (8 bytes) on every 64-bit Linux ABI.
