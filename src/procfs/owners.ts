@@ -8,6 +8,7 @@
  * inode is parsed from the bytes, so an fd that is not a wanted socket allocates nothing.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import type { SocketOwner } from '../model.js';
 import { isSystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
@@ -17,7 +18,6 @@ const SOCKET_LINK_PREFIX = [0x73, 0x6f, 0x63, 0x6b, 0x65, 0x74, 0x3a, 0x5b];
 const CLOSING_BRACKET = 0x5d;
 /** "socket:[" + a 64-bit inode + "]" fits; anything longer is not a socket link. */
 const LINK_BUFFER_SIZE = 32;
-const EACCES = 13;
 
 /** Control characters and invalid UTF-8 in a command name stay visible but inert. */
 export function readCommand(pid: number, procRoot = '/proc'): string {
@@ -92,7 +92,7 @@ export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number
         if (length < 0) {
           // EACCES: the directory could be listed (CAP_DAC_READ_SEARCH) but not its links
           // (the ptrace check): the process is unreadable, not empty.
-          if (length === -EACCES) {
+          if (length === -constants.errno.EACCES) {
             unreadableProcesses++;
             break;
           }
