@@ -10,6 +10,8 @@ import { UsageError } from './sys/errors.js';
 // are good: --help, --version and usage errors answer at once.
 const loadView = () => import('./view.js');
 
+const OUTPUT_CHUNK_SIZE = 64 * 1024;
+
 function version(): string {
   const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
     version: string;
@@ -130,10 +132,17 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (request.json) {
     // Wait for the reader at each chunk, so a slow pipe never makes us hold the whole
     // document in memory.
+    // Chunks of about 64 KiB: one write(2) per socket would cost a system call each.
+    let pending = '';
     for (const chunk of renderJsonDocument(request, snapshot)) {
+      pending += chunk;
+      if (pending.length < OUTPUT_CHUNK_SIZE) continue;
       if (output.closed) break;
-      if (!output.write(chunk)) await output.drained();
+      const flowing = output.write(pending);
+      pending = '';
+      if (!flowing) await output.drained();
     }
+    if (pending !== '') output.write(pending);
   } else {
     output.write(renderText(request, snapshot, shouldUseColour(process.stdout)));
   }

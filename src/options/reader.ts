@@ -16,6 +16,7 @@ import { decodeOption } from './decode.js';
 export interface FdAccess {
   pidfdOpen(pid: number): number;
   pidfdGetfd(pidfd: number, fd: number): number;
+  /** The socket inode of `fd`, or 0 when it is no socket. */
   inodeOf(fd: number): number;
   /** Length written, or the negated errno. */
   getsockopt(fd: number, level: number, name: number, value: Uint8Array, length: Uint32Array): number;
@@ -25,7 +26,7 @@ export interface FdAccess {
 export const libcFdAccess: FdAccess = {
   pidfdOpen: libc.pidfdOpen,
   pidfdGetfd: libc.pidfdGetfd,
-  inodeOf: libc.fstatInode,
+  inodeOf: libc.fstatSocketInode,
   getsockopt: libc.getsockoptRaw,
   close: libc.close,
 };
@@ -183,7 +184,7 @@ export class OptionReader {
         const inode = this.access.inodeOf(duplicate);
         if (inode !== socket.inode) {
           reason = 'reused';
-          message = `fd ${owner.fd} of pid ${owner.pid} now holds another file (inode ${inode}, not ${socket.inode}): not read`;
+          message = `fd ${owner.fd} of pid ${owner.pid} now holds another file (${inode === 0 ? 'not a socket' : `inode ${inode}`}, not ${socket.inode}): not read`;
           continue;
         }
         socket.options = this.readAll(duplicate, this.specsFor(socket), socket);

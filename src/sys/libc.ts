@@ -35,9 +35,11 @@ function fail(call: string): never {
 }
 
 export const AF_UNSPEC = 0;
+export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const AF_NETLINK = 16;
+export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
 export const SOCK_CLOEXEC = 0o2000000;
 export const NETLINK_SOCK_DIAG = 4;
@@ -104,6 +106,32 @@ const statBuffer = new BigUint64Array(32);
 export function fstatInode(fd: number): number {
   if ((c.fstat(fd, statBuffer) as number) < 0) fail('fstat');
   return Number(statBuffer[1]);
+}
+
+let socketDevice: bigint | undefined;
+
+/** The device number of sockfs, where every socket's inode lives: learned from a socket of our own. */
+function sockfsDevice(): bigint {
+  if (socketDevice === undefined) {
+    const probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    try {
+      if ((c.fstat(probe, statBuffer) as number) < 0) fail('fstat');
+      socketDevice = statBuffer[0] as bigint;
+    } finally {
+      close(probe);
+    }
+  }
+  return socketDevice;
+}
+
+/**
+ * The socket inode `fd` refers to, or 0 when it is not a socket at all: inode numbers are
+ * unique only within one filesystem, so a file elsewhere could carry a socket's number.
+ */
+export function fstatSocketInode(fd: number): number {
+  const device = sockfsDevice();
+  if ((c.fstat(fd, statBuffer) as number) < 0) fail('fstat');
+  return statBuffer[0] === device ? Number(statBuffer[1]) : 0;
 }
 
 /**
