@@ -18,26 +18,14 @@ import {
 } from '../../src/filter.js';
 import type { SocketRecord } from '../../src/model.js';
 import { UsageError } from '../../src/sys/errors.js';
+import { socketRecord } from '../helpers/records.js';
 
 function socket(fields: Partial<SocketRecord> = {}): SocketRecord {
-  return {
-    protocol: 'tcp',
-    family: 4,
-    state: 'ESTABLISHED',
-    local: { address: '127.0.0.1', port: 40000 },
-    remote: { address: '127.0.0.1', port: 8080 },
-    recvQ: 0,
-    sendQ: 0,
-    inode: 1,
-    uid: 0,
-    minisocket: false,
-    diag: '',
-    tcpInfo: null,
-    memInfo: null,
+  return socketRecord({
     processes: [{ pid: 100, fd: 3, command: 'nginx' }],
     options: { SO_KEEPALIVE: 0, TCP_NODELAY: 1, SO_LINGER: null, TCP_CONGESTION: 'cubic' },
     ...fields,
-  };
+  });
 }
 
 function filter(fields: Partial<SocketFilter>): SocketFilter {

@@ -16,29 +16,18 @@ import {
   UDP_HEADER,
 } from '../../src/render/text.js';
 import { stateName } from '../../src/states.js';
+import { socketRecord } from '../helpers/records.js';
 
 const KEEPALIVE: KeepaliveDefaults = { time: 7200, probes: 9, interval: 75 };
 const SETTINGS: TextRenderSettings = { selection: { kind: 'knetstat' }, keepalive: KEEPALIVE };
 
 function tcp(overrides: Partial<SocketRecord> = {}): SocketRecord {
-  return {
-    protocol: 'tcp',
-    family: 4,
-    state: 'ESTABLISHED',
+  return socketRecord({
     local: { address: '127.0.0.1', port: 22 },
     remote: { address: '127.0.0.1', port: 50000 },
-    recvQ: 0,
-    sendQ: 0,
     inode: 1000,
-    uid: 0,
-    minisocket: false,
-    diag: '',
-    tcpInfo: null,
-    memInfo: null,
-    processes: [],
-    options: {},
     ...overrides,
-  };
+  });
 }
 
 function udp(overrides: Partial<SocketRecord> = {}): SocketRecord {

@@ -1,26 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { SocketRecord } from '../../src/model.js';
 import { renderSummaryText, summarize } from '../../src/render/summary.js';
+import { socketRecord } from '../helpers/records.js';
 
 function socket(fields: Partial<SocketRecord>): SocketRecord {
-  return {
-    protocol: 'tcp',
-    family: 4,
-    state: 'ESTABLISHED',
-    local: { address: '127.0.0.1', port: 40000 },
-    remote: { address: '127.0.0.1', port: 8080 },
-    recvQ: 0,
-    sendQ: 0,
-    inode: 1,
-    uid: 0,
-    minisocket: false,
-    diag: '',
-    tcpInfo: null,
-    memInfo: null,
-    processes: [],
+  return socketRecord({
     options: { SO_REUSEADDR: 0, SO_REUSEPORT: 0, SO_KEEPALIVE: 0, TCP_NODELAY: 0 },
     ...fields,
-  };
+  });
 }
 
 const keepalive = { time: 7200, probes: 9, interval: 75 };

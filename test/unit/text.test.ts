@@ -7,26 +7,15 @@ import {
   shouldUseColour,
   tableHeader,
 } from '../../src/render/text.js';
+import { socketRecord } from '../helpers/records.js';
 
 function socket(fields: Partial<SocketRecord> = {}): SocketRecord {
-  return {
-    protocol: 'tcp',
-    family: 4,
-    state: 'ESTABLISHED',
-    local: { address: '127.0.0.1', port: 40000 },
-    remote: { address: '127.0.0.1', port: 8080 },
-    recvQ: 0,
-    sendQ: 0,
-    inode: 1,
-    uid: 0,
-    minisocket: false,
+  return socketRecord({
     diag: '>|',
-    tcpInfo: null,
-    memInfo: null,
     processes: [{ pid: 100, fd: 3, command: 'nginx' }],
     options: { SO_REUSEADDR: 0 },
     ...fields,
-  };
+  });
 }
 
 const settings = {
