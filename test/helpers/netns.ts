@@ -26,6 +26,25 @@ export function netnsUnavailableReason(): string | null {
 
 type Json = Record<string, unknown>;
 
+/** An address as socket_child.py reports it: [host, port]. */
+export type Address = [string, number];
+
+/** A socket as socket_child.py describes it (the `info` op and the socket-making ops). */
+export interface Described {
+  id: string;
+  fd: number;
+  inode: number;
+  flags: string;
+  local: Address;
+  remote: Address | null;
+}
+
+/** The two ends of a `connect` op: the client and the accepted server side. */
+export interface Pair {
+  client: Described;
+  server: Described;
+}
+
 export class SocketChild {
   private constructor(
     private readonly process: ChildProcessWithoutNullStreams,

@@ -2,23 +2,16 @@
  * Reading knetstat's output back in tests: each row as one comparable key,
  * `PROTOCOL LOCAL REMOTE STATE`, from the text tables and from --json alike.
  */
-import { STATE_ABBREVIATIONS } from '../../src/states.js';
 
-export interface JsonRow {
-  protocol: 'tcp' | 'udp';
-  family: 4 | 6;
-  state: string;
-  local: { address: string; port: number };
-  remote: { address: string; port: number };
-  diag: string | null;
-  processes: Array<{ pid: number; fd: number; command: string }>;
-  options: Record<string, number | string | null> | null;
-  optionsError?: string;
-}
+import type { JsonSocket } from '../../src/render/json.js';
+import { STATE_ABBREVIATIONS } from '../../src/states.js';
 
 function endpoint(e: { address: string; port: number }): string {
   return `${e.address}:${e.port === 0 ? '*' : e.port}`;
 }
+
+/** A socket of `--json`, typed by the library's own schema. */
+export type JsonRow = JsonSocket;
 
 export function jsonKey(row: JsonRow): string {
   const state =

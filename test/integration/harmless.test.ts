@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPTION_CATALOGUE } from '../../src/options/catalogue.js';
+import type { JsonSocket as JsonRow } from '../../src/render/json.js';
 import { runKnetstatAsync } from '../helpers/churn.js';
 import { CLI, netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
 
@@ -31,11 +32,6 @@ interface Info {
   inode: number;
   flags: string;
   local: [string, number];
-}
-
-interface JsonRow {
-  inode: number;
-  options: Record<string, unknown> | null;
 }
 
 function rowsOf(stdout: string): JsonRow[] {

@@ -7,6 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JsonSocket as JsonRow } from '../../src/render/json.js';
 import { CLI, netnsUnavailableReason, SocketChild } from '../helpers/netns.js';
 
 const skip = netnsUnavailableReason();
@@ -37,11 +38,6 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 
 function strictUtf8(buffer: Buffer): string {
   return new TextDecoder('utf-8', { fatal: true }).decode(buffer);
-}
-
-interface JsonRow {
-  inode: number;
-  processes: { pid: number; fd: number; command: string }[];
 }
 
 describe.skipIf(skip !== null)(`hostile process names${skip ? ` (skipped: ${skip})` : ''}`, () => {

@@ -12,8 +12,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectSockets } from '../../src/collect.js';
 import type { SocketRecord } from '../../src/model.js';
 import { OPTION_CATALOGUE } from '../../src/options/catalogue.js';
+import type { JsonSocket as JsonRow } from '../../src/render/json.js';
 import { bufferReadBack, deferAcceptReadBack } from '../helpers/kernel-units.js';
-import { CLI, netnsUnavailableReason, SocketChild } from '../helpers/netns.js';
+import {
+  type Address,
+  CLI,
+  type Described,
+  netnsUnavailableReason,
+  type Pair,
+  SocketChild,
+} from '../helpers/netns.js';
 import { parseKnetstatTable, splitTables, type TextRow } from '../helpers/proc-net-oracle.js';
 
 const skip = netnsUnavailableReason();
@@ -341,31 +349,6 @@ function expectedKnetstatColumn(kind: Kind): string {
   return kind === 'listener'
     ? `${tcp},TCP_FASTOPEN=${FASTOPEN_QUEUE},TCP_DEFER_ACCEPT=${deferAcceptReadBack(DEFER_ACCEPT)}`
     : `${tcp},TCP_DEFER_ACCEPT=0`; // shown always, as the module did, even when 0
-}
-
-type Address = [string, number];
-interface Described {
-  id: string;
-  fd: number;
-  inode: number;
-  flags: string;
-  local: Address;
-  remote: Address | null;
-}
-interface Pair {
-  client: Described;
-  server: Described;
-}
-interface JsonRow {
-  protocol: 'tcp' | 'udp';
-  family: Family;
-  state: string;
-  local: { address: string; port: number };
-  remote: { address: string; port: number };
-  inode: number;
-  processes: { pid: number; fd: number; command: string }[];
-  options: Record<string, number | string | null> | null;
-  optionsError?: string;
 }
 
 function commandOf(pid: number): string {

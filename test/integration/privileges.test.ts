@@ -14,6 +14,7 @@ import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JsonSocket as JsonRow } from '../../src/render/json.js';
 import { CLI, netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
 
 const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
@@ -53,17 +54,6 @@ const SO_MARK = 36;
 const SO_RCVBUF = 8;
 const TCP_USER_TIMEOUT = 18;
 const TCP_NODELAY = 1;
-
-interface JsonRow {
-  protocol: string;
-  state: string;
-  local: { address: string; port: number };
-  remote: { address: string; port: number };
-  inode: number;
-  processes: { pid: number; fd: number; command: string }[];
-  options: Record<string, unknown> | null;
-  optionsError?: string;
-}
 
 const HINT = /^knetstat: options unknown for \d+ sockets?: .*run as root or grant CAP_SYS_PTRACE/;
 

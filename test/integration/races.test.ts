@@ -6,6 +6,7 @@
  * caught however the race fell.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JsonSocket as JsonRow } from '../../src/render/json.js';
 import { Churn, type ChurnSummary, type KnetstatRun, runKnetstatAsync } from '../helpers/churn.js';
 import { netnsUnavailableReason } from '../helpers/netns.js';
 
@@ -15,18 +16,6 @@ const SERVER_PORT = 10000;
 const PORT_FROM = 20000;
 const PORT_TO = 59999;
 const COLLECTIONS = 20;
-
-interface JsonRow {
-  protocol: 'tcp' | 'udp';
-  family: 4 | 6;
-  state: string;
-  local: { address: string; port: number };
-  remote: { address: string; port: number };
-  inode: number;
-  processes: { pid: number; fd: number; command: string }[];
-  options: Record<string, number | string | null> | null;
-  optionsError?: string;
-}
 
 /** The only stderr line a collection may print: the count of sockets whose options are unknown. */
 const SUMMARY_LINE = /^knetstat: options unknown for \d+ sockets?: [^\n]*$/;

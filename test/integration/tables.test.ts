@@ -7,7 +7,16 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
+import type { JsonSocket as JsonRow } from '../../src/render/json.js';
+import {
+  type Address,
+  CLI,
+  type Described,
+  netnsUnavailableReason,
+  type Pair,
+  ROOT,
+  SocketChild,
+} from '../helpers/netns.js';
 import {
   endpointTextToKey,
   type OracleRow,
@@ -25,36 +34,6 @@ const SO_RCVBUF = 8;
 const SOL_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const UNREAD_BYTES = 1234;
-
-type Address = [string, number];
-interface Described {
-  id: string;
-  fd: number;
-  inode: number;
-  flags: string;
-  local: Address;
-  remote: Address | null;
-}
-interface Pair {
-  client: Described;
-  server: Described;
-}
-
-interface JsonRow {
-  protocol: 'tcp' | 'udp';
-  family: 4 | 6;
-  state: string;
-  local: { address: string; port: number };
-  remote: { address: string; port: number };
-  recvQ: number;
-  sendQ: number;
-  inode: number;
-  uid: number;
-  diag: string | null;
-  processes: { pid: number; fd: number; command: string }[];
-  options: Record<string, unknown> | null;
-  optionsError?: string;
-}
 
 function protocolOf(table: TableName): 'tcp' | 'udp' {
   return table.startsWith('tcp') ? 'tcp' : 'udp';
