@@ -8,6 +8,7 @@ import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
+import { readRetaggingControllers } from './procfs/cgroups.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
 import { scanSocketOwners } from './procfs/owners.js';
 import { deriveDiag, stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
@@ -153,6 +154,8 @@ function optionsWarning(summary: OptionReadSummary, unreadableProcesses: number)
   const total = Object.values(u).reduce((a, b) => a + b, 0) - u.vanished - u.detached;
   if (total === 0) return null;
   const parts: string[] = [];
+  if (u.refused)
+    parts.push(`${u.refused} not read to keep them unchanged (cgroup v1 net_cls/net_prio in use)`);
   if (u['not-permitted']) parts.push(`${u['not-permitted']} not permitted`);
   if (u['no-owner']) parts.push(`${u['no-owner']} with no visible owner`);
   if (u.unsupported) parts.push(`${u.unsupported} unsupported (pidfd_getfd needs Linux 5.6)`);
@@ -213,7 +216,16 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
       if (owners) s.processes = owners;
     }
     if (settings.options !== false) {
-      const reader = new OptionReader({ only: settings.options, access: settings.fdAccess });
+      const retagging = readRetaggingControllers(procRoot);
+      const refuseDuplication =
+        retagging.length === 0
+          ? undefined
+          : `not read: this host has cgroup v1 ${retagging.join(' and ')} groups, and duplicating a socket (pidfd_getfd) would re-tag it with knetstat's own`;
+      const reader = new OptionReader({
+        only: settings.options,
+        access: settings.fdAccess,
+        refuseDuplication,
+      });
       try {
         sockets = sockets.filter((s) => reader.read(s));
       } finally {

@@ -54,6 +54,7 @@ export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord):
 
 /** Why the options of a socket are unknown. */
 export type UnreadableReason =
+  | 'refused'
   | 'detached'
   | 'no-owner'
   | 'not-permitted'
@@ -71,6 +72,11 @@ export interface ReadOptionsSettings {
   /** Restrict the read to these option names (for output that needs fewer); undefined = all. */
   only?: ReadonlySet<string>;
   access?: FdAccess;
+  /**
+   * Why no socket may be duplicated on this host (see procfs/cgroups.ts): then every
+   * socket's options stay unknown with this reason, and pidfd_getfd is never called.
+   */
+  refuseDuplication?: string;
 }
 
 type ProcessHandle = { pidfd: number } | { error: SystemCallError };
@@ -80,6 +86,7 @@ const OPTION_BUFFER_SIZE = 64;
 export class OptionReader {
   private readonly access: FdAccess;
   private readonly only: ReadonlySet<string> | undefined;
+  private readonly refuseDuplication: string | undefined;
   private readonly processes = new Map<number, ProcessHandle>();
   private readonly value = new Uint8Array(OPTION_BUFFER_SIZE);
   private readonly length = new Uint32Array(1);
@@ -92,6 +99,7 @@ export class OptionReader {
   readonly summary: OptionReadSummary = {
     read: 0,
     unreadable: {
+      refused: 0,
       detached: 0,
       'no-owner': 0,
       'not-permitted': 0,
@@ -105,6 +113,7 @@ export class OptionReader {
   constructor(settings: ReadOptionsSettings = {}) {
     this.access = settings.access ?? libcFdAccess;
     this.only = settings.only;
+    this.refuseDuplication = settings.refuseDuplication;
   }
 
   private specsFor(socket: SocketRecord): OptionSpec[] {
@@ -161,6 +170,10 @@ export class OptionReader {
         'no-owner',
         'no visible owner (a kernel socket, or a process this user may not inspect)',
       );
+      return true;
+    }
+    if (this.refuseDuplication !== undefined) {
+      this.fail(socket, 'refused', this.refuseDuplication);
       return true;
     }
     let reason: UnreadableReason = 'vanished';

@@ -98,6 +98,7 @@ export function formatProcesses(socket: SocketRecord): string {
 
 const UNREADABLE_MARKERS: ReadonlyArray<readonly [RegExp, string]> = [
   [/^not permitted/, '[not permitted]'],
+  [/^not read: this host has cgroup v1/, '[not read: cgroup v1]'],
   [/^no visible owner/, '[no owner]'],
   [/^no process holds it/, '[no owner]'],
   [/not available/, '[unsupported]'],

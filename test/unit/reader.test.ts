@@ -377,4 +377,27 @@ describe('collectSockets with injected system calls over a fake /proc', () => {
     ]);
     expect(access.open.size).toBe(0);
   });
+
+  it('duplicates nothing where cgroup v1 net_cls/net_prio groups would re-tag a duplicated socket', () => {
+    const procRoot = fakeProc([{ port: 8080, inode: 500 }], { 10: { 3: 500 } });
+    writeFileSync(
+      join(procRoot, 'cgroups'),
+      '#subsys_name\thierarchy\tnum_cgroups\tenabled\nnet_cls\t3\t1\t1\nnet_prio\t4\t5\t1\n',
+    );
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 500 } } } }, { 500: keepaliveNodelay(1, 1) });
+    const collection = collectSockets({
+      source: 'proc',
+      tables: ['tcp'],
+      procRoot,
+      fdAccess: access,
+      options: ONLY,
+    });
+    expect(access.calls).toEqual([]);
+    const [socket] = collection.sockets as [SocketRecord];
+    expect(socket.options).toBeNull();
+    expect(socket.optionsError).toMatch(/^not read: this host has cgroup v1 net_prio groups/);
+    expect(collection.warnings).toEqual([
+      'options unknown for 1 socket: 1 not read to keep them unchanged (cgroup v1 net_cls/net_prio in use)',
+    ]);
+  });
 });
