@@ -194,7 +194,14 @@ export class OptionReader {
         continue;
       }
       try {
-        const inode = this.access.inodeOf(duplicate);
+        let inode: number;
+        try {
+          inode = this.access.inodeOf(duplicate);
+        } catch (error) {
+          if (!(error instanceof SystemCallError)) throw error;
+          ({ reason, message } = this.explain(error, owner.pid));
+          continue;
+        }
         if (inode !== socket.inode) {
           reason = 'reused';
           message = `fd ${owner.fd} of pid ${owner.pid} now holds another file (${inode === 0 ? 'not a socket' : `inode ${inode}`}, not ${socket.inode}): not read`;
@@ -205,7 +212,7 @@ export class OptionReader {
         this.summary.read++;
         return true;
       } finally {
-        this.access.close(duplicate);
+        this.closeDuplicate(duplicate);
       }
     }
     this.fail(socket, reason, message);
@@ -254,6 +261,18 @@ export class OptionReader {
       this.templates.set(specs, template);
     }
     return template;
+  }
+
+  /**
+   * Linux releases the descriptor even when close fails (EINTR while a lingering socket
+   * whose owner closed it meanwhile waits): one socket's close must not end the run.
+   */
+  private closeDuplicate(fd: number): void {
+    try {
+      this.access.close(fd);
+    } catch (error) {
+      if (!(error instanceof SystemCallError)) throw error;
+    }
   }
 
   private explain(error: SystemCallError, pid: number): { reason: UnreadableReason; message: string } {

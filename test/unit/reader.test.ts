@@ -139,6 +139,42 @@ const textSettings = {
 };
 
 describe('OptionReader', () => {
+  it('a failing fstat marks that one socket and the collection goes on', () => {
+    const access = new FakeFdAccess(
+      { 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 } } } },
+      { 500: keepaliveNodelay(1, 1), 501: keepaliveNodelay(0, 1) },
+    );
+    const inodeOf = access.inodeOf.bind(access);
+    access.inodeOf = (fd: number) => {
+      if (inodeOf(fd) === 500) throw new SystemCallError('fstat', errno.EIO);
+      return inodeOf(fd);
+    };
+    const failing = socketRecord(500, [owner(10, 3)]);
+    const fine = socketRecord(501, [owner(10, 4)]);
+    const { kept, summary } = read(access, [failing, fine]);
+    expect(kept).toEqual([failing, fine]);
+    expect(failing.options).toBeNull();
+    expect(failing.optionsError).toBe('fstat failed for pid 10: EIO');
+    expect(summary.unreadable.failed).toBe(1);
+    expect(fine.options).toEqual({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 });
+    expect([...access.open.values()].filter((h) => h.kind === 'duplicate')).toEqual([]);
+  });
+
+  it('a close that fails (EINTR on a lingering socket) neither loses the values read nor ends the run', () => {
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 500 } } } }, { 500: keepaliveNodelay(1, 0) });
+    const close = access.close.bind(access);
+    access.close = (fd: number) => {
+      const duplicate = access.open.get(fd)?.kind === 'duplicate';
+      close(fd);
+      if (duplicate) throw new SystemCallError('close', errno.EINTR);
+    };
+    const socket = socketRecord(500, [owner(10, 3)]);
+    const { kept } = read(access, [socket]);
+    expect(kept).toEqual([socket]);
+    expect(socket.options).toEqual({ SO_KEEPALIVE: 1, TCP_NODELAY: 0 });
+    expect(access.open.size).toBe(0);
+  });
+
   it('detects an fd reused between the scan and the duplicate: unreadable, never another socket’s options', () => {
     // The scan saw socket 500 at fd 3 of pid 10; by the time of pidfd_getfd fd 3 holds 999.
     const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 999 } } } }, { 999: keepaliveNodelay(1, 1) });
