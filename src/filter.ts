@@ -6,21 +6,11 @@
  */
 import type { OptionValue, Protocol, SocketRecord, StateName, TableName } from './model.js';
 import { findOption, type OptionSpec } from './options/catalogue.js';
+import { STATE_ABBREVIATIONS } from './states.js';
 import { UsageError } from './sys/errors.js';
 
-const TCP_STATES: readonly StateName[] = [
-  'ESTABLISHED',
-  'SYN_SENT',
-  'SYN_RECV',
-  'FIN_WAIT1',
-  'FIN_WAIT2',
-  'TIME_WAIT',
-  'CLOSE',
-  'CLOSE_WAIT',
-  'LAST_ACK',
-  'LISTEN',
-  'CLOSING',
-];
+// The kernel's TCP states in its own order, from the one table that names them.
+const TCP_STATES = Object.keys(STATE_ABBREVIATIONS) as readonly StateName[];
 const UDP_STATES: readonly StateName[] = ['ESTABLISHED', 'UNCONN'];
 
 /** Every state name, in the kernel's order (UDP's UNCONN last). */

@@ -18,6 +18,7 @@ import {
 } from '../../src/netlink/inet-diag.js';
 import { FORBIDDEN_OPTIONS, OPTION_CATALOGUE, optionsFor } from '../../src/options/catalogue.js';
 import { type FdAccess, OptionReader, valueFromSockDiag } from '../../src/options/reader.js';
+import { socketRecord } from '../helpers/records.js';
 
 const littleEndian = endianness() === 'LE';
 
@@ -107,19 +108,10 @@ describe.skipIf(!littleEndian)('INET_DIAG option attributes (little-endian layou
 });
 
 function record(facts: SockDiagOptionFacts | undefined, memInfo = true): SocketRecord {
-  return {
-    protocol: 'tcp',
-    family: 4,
-    state: 'ESTABLISHED',
+  return socketRecord({
     local: { address: '127.0.0.1', port: 1 },
     remote: { address: '127.0.0.1', port: 2 },
-    recvQ: 0,
-    sendQ: 0,
     inode: 77,
-    uid: 0,
-    minisocket: false,
-    diag: '',
-    tcpInfo: null,
     memInfo: memInfo
       ? {
           rmemAlloc: 0,
@@ -136,7 +128,7 @@ function record(facts: SockDiagOptionFacts | undefined, memInfo = true): SocketR
     optionFacts: facts,
     processes: [{ pid: 10, fd: 4, command: 'x' }],
     options: null,
-  };
+  });
 }
 
 describe('valueFromSockDiag', () => {
