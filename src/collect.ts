@@ -41,7 +41,16 @@ function newRecord(
   stateNumber: number,
   fields: Pick<
     SocketRecord,
-    'local' | 'remote' | 'recvQ' | 'sendQ' | 'inode' | 'uid' | 'tcpInfo' | 'memInfo' | 'optionFacts'
+    | 'local'
+    | 'remote'
+    | 'recvQ'
+    | 'sendQ'
+    | 'inode'
+    | 'cookie'
+    | 'uid'
+    | 'tcpInfo'
+    | 'memInfo'
+    | 'optionFacts'
   >,
 ): SocketRecord | null {
   const state = stateName(protocol, stateNumber);
@@ -61,6 +70,7 @@ function newRecord(
     recvQ: fields.recvQ,
     sendQ: fields.sendQ,
     inode: fields.inode,
+    cookie: fields.cookie,
     uid: fields.uid,
     minisocket,
     // Mini-sockets carry no tcp_info; their Diag is simply empty.
@@ -98,6 +108,7 @@ function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boo
       // knetstat show 0.
       sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
       inode: m.inode,
+      cookie: m.cookie,
       uid: m.uid,
       tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
       memInfo: m.memInfo,
@@ -126,6 +137,7 @@ function enumerateProc(table: TableName, procRoot: string): SocketRecord[] {
       recvQ: entry.recvQ,
       sendQ: entry.sendQ,
       inode: entry.inode,
+      cookie: null,
       uid: entry.uid,
       tcpInfo: null,
       memInfo: null,

@@ -130,6 +130,12 @@ export interface SocketRecord {
   recvQ: number;
   sendQ: number;
   inode: number;
+  /**
+   * sock_diag's socket cookie (idiag_cookie), unique per socket until reboot; null from
+   * the /proc/net fallback. The option reader compares it with SO_COOKIE to prove that
+   * a duplicated fd is this very socket.
+   */
+  cookie: bigint | null;
   uid: number;
   /** A TIME_WAIT or request (SYN_RECV) mini-socket: no owner, no options, no tcp_info. */
   minisocket: boolean;

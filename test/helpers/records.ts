@@ -14,6 +14,7 @@ export function socketRecord(fields: Partial<SocketRecord> = {}): SocketRecord {
     recvQ: 0,
     sendQ: 0,
     inode: 1,
+    cookie: null,
     uid: 0,
     minisocket: false,
     diag: '',

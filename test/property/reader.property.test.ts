@@ -101,6 +101,7 @@ function socket(inode: number, owners: { pid: number; fd: number }[], minisocket
     recvQ: 0,
     sendQ: 0,
     inode,
+    cookie: null,
     uid: 0,
     minisocket,
     diag: '',

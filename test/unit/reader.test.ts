@@ -108,6 +108,7 @@ function socketRecord(
     recvQ: 0,
     sendQ: 0,
     inode,
+    cookie: null,
     uid: 0,
     minisocket: false,
     diag: '',
