@@ -4,14 +4,15 @@ import type { OptionDecoding } from './catalogue.js';
 
 const UNLIMITED_U64 = 0xffffffffffffffffn;
 
-// The reader decodes every option out of one reused buffer: one view of it, not one per call.
-let viewedBytes: Uint8Array | undefined;
+// The reader decodes every option out of slots of one reused memory block: one view of
+// the block, not one per call; reads add the slot's offset.
+let viewedBuffer: ArrayBufferLike | undefined;
 let view: DataView = new DataView(new ArrayBuffer(0));
 
 function viewOf(bytes: Uint8Array): DataView {
-  if (bytes !== viewedBytes) {
-    viewedBytes = bytes;
-    view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.buffer !== viewedBuffer) {
+    viewedBuffer = bytes.buffer;
+    view = new DataView(bytes.buffer);
   }
   return view;
 }
@@ -30,32 +31,33 @@ export function decodeOption(
   // shared view may reach further.
   if (length > bytes.byteLength) return undefined;
   const view = viewOf(bytes);
+  const at = bytes.byteOffset;
   switch (decoding) {
     case 'int':
-      if (length >= 4) return view.getInt32(0, hostIsLittleEndian);
+      if (length >= 4) return view.getInt32(at, hostIsLittleEndian);
       // A few options (e.g. IP_TOS, IP_TTL asked with a short buffer) may answer one byte.
-      return length === 1 ? view.getUint8(0) : undefined;
+      return length === 1 ? view.getUint8(at) : undefined;
     case 'timeval': {
       if (length < 16) return undefined;
-      const seconds = Number(view.getBigInt64(0, hostIsLittleEndian));
-      const microseconds = Number(view.getBigInt64(8, hostIsLittleEndian));
+      const seconds = Number(view.getBigInt64(at, hostIsLittleEndian));
+      const microseconds = Number(view.getBigInt64(at + 8, hostIsLittleEndian));
       return seconds * 1000 + Math.floor(microseconds / 1000);
     }
     case 'linger': {
       if (length < 8) return undefined;
-      return view.getInt32(0, hostIsLittleEndian) === 0 ? null : view.getInt32(4, hostIsLittleEndian);
+      return view.getInt32(at, hostIsLittleEndian) === 0 ? null : view.getInt32(at + 4, hostIsLittleEndian);
     }
     case 'string': {
       const end = bytes.subarray(0, length).indexOf(0);
       return Buffer.from(bytes.buffer, bytes.byteOffset, end < 0 ? length : end).toString('latin1');
     }
     case 'u64': {
-      if (length < 8) return length >= 4 ? view.getUint32(0, hostIsLittleEndian) : undefined;
-      const value = view.getBigUint64(0, hostIsLittleEndian);
+      if (length < 8) return length >= 4 ? view.getUint32(at, hostIsLittleEndian) : undefined;
+      const value = view.getBigUint64(at, hostIsLittleEndian);
       return value === UNLIMITED_U64 ? String(value) : Number(value);
     }
     case 'txtime':
       if (length < 8) return undefined;
-      return `${view.getInt32(0, hostIsLittleEndian)}/${view.getUint32(4, hostIsLittleEndian)}`;
+      return `${view.getInt32(at, hostIsLittleEndian)}/${view.getUint32(at + 4, hostIsLittleEndian)}`;
   }
 }

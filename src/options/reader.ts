@@ -6,30 +6,39 @@
  * that never reaches net, dgram or libuv, which would set O_NONBLOCK on the open file
  * description the owner shares.
  */
-import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
+import type { OptionValue, SocketOptions, SocketOwner, SocketRecord } from '../model.js';
+import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import { isSystemCallError, SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
+import { SocketCallRing } from '../sys/uring.js';
+import { type DirectCallAccess, DirectCalls, type SocketCalls } from './calls.js';
 import { type OptionSpec, optionsFor, type SockDiagSource } from './catalogue.js';
 import { decodeOption } from './decode.js';
 
 /** The system calls the reader makes; tests inject failures and reused fds through it. */
-export interface FdAccess {
+export interface FdAccess extends DirectCallAccess {
   pidfdOpen(pid: number): number;
   pidfdGetfd(pidfd: number, fd: number): number;
   /** The socket inode of `fd`, or 0 when it is no socket. */
   inodeOf(fd: number): number;
-  /** Length written, or the negated errno. */
-  getsockopt(fd: number, level: number, name: number, value: Uint8Array, length: Uint32Array): number;
-  close(fd: number): void;
+  /**
+   * An io_uring for the SOL_SOCKET calls and the close, or why there is none; absent
+   * = each call is its own system call.
+   */
+  openRing?(): SocketCalls | Error;
 }
 
-export const libcFdAccess: FdAccess = {
+/** Plain system calls, one per call. */
+export const directFdAccess: FdAccess = {
   pidfdOpen: libc.pidfdOpen,
   pidfdGetfd: libc.pidfdGetfd,
   inodeOf: libc.fstatSocketInode,
   getsockopt: libc.getsockoptRaw,
   close: libc.close,
 };
+
+/** The default: plain system calls, with SOL_SOCKET calls and closes batched in an io_uring where the kernel allows. */
+export const libcFdAccess: FdAccess = { ...directFdAccess, openRing: SocketCallRing.open };
 
 /**
  * The value getsockopt would return, as the sock_diag dump reported it, or undefined
@@ -81,15 +90,21 @@ export interface ReadOptionsSettings {
 
 type ProcessHandle = { pidfd: number } | { error: SystemCallError };
 
-const OPTION_BUFFER_SIZE = 64;
+const SO_COOKIE = 57;
+/** Slot 0 holds the socket cookie; option i of a spec list goes to slot i + 1. */
+const COOKIE_SLOT = 0;
 
 export class OptionReader {
   private readonly access: FdAccess;
   private readonly only: ReadonlySet<string> | undefined;
   private readonly refuseDuplication: string | undefined;
   private readonly processes = new Map<number, ProcessHandle>();
-  private readonly value = new Uint8Array(OPTION_BUFFER_SIZE);
-  private readonly length = new Uint32Array(1);
+  /** Calls made one system call each: options at other levels than SOL_SOCKET, always. */
+  private readonly direct: DirectCalls;
+  /** SOL_SOCKET calls and closes: an io_uring when there is one, else `direct`. */
+  private batch: SocketCalls | undefined;
+  /** Why the io_uring is not used, once that is known (for tests and diagnostics). */
+  ringUnavailable: string | undefined;
   /** By protocol, family and listening (see specsFor): the same few lists for every socket. */
   private readonly specCache: Array<OptionSpec[] | undefined> = [];
   /** An object with every key of a spec list, in order, for readAll to copy. */
@@ -114,6 +129,28 @@ export class OptionReader {
     this.access = settings.access ?? libcFdAccess;
     this.only = settings.only;
     this.refuseDuplication = settings.refuseDuplication;
+    this.direct = new DirectCalls(this.access);
+  }
+
+  /** The executor for SOL_SOCKET calls and closes, the io_uring opened on first use. */
+  private batchCalls(): SocketCalls {
+    if (this.batch === undefined) {
+      const ring = this.access.openRing?.() ?? new Error('no io_uring requested');
+      if (ring instanceof Error) {
+        this.ringUnavailable = ring.message;
+        this.batch = this.direct;
+      } else {
+        this.batch = ring;
+      }
+    }
+    return this.batch;
+  }
+
+  /** After the io_uring failed: plain system calls from now on. */
+  private abandonRing(reason: string): void {
+    if (this.batch && this.batch !== this.direct) this.batch.dispose();
+    this.batch = this.direct;
+    this.ringUnavailable = reason;
   }
 
   private specsFor(socket: SocketRecord): OptionSpec[] {
@@ -193,65 +230,133 @@ export class OptionReader {
           ({ reason, message } = this.explain(error, owner.pid));
         continue;
       }
-      try {
-        let inode: number;
-        try {
-          inode = this.access.inodeOf(duplicate);
-        } catch (error) {
-          if (!(error instanceof SystemCallError)) throw error;
-          ({ reason, message } = this.explain(error, owner.pid));
-          continue;
-        }
-        if (inode !== socket.inode) {
-          reason = 'reused';
-          message = `fd ${owner.fd} of pid ${owner.pid} now holds another file (${inode === 0 ? 'not a socket' : `inode ${inode}`}, not ${socket.inode}): not read`;
-          continue;
-        }
-        socket.options = this.readAll(duplicate, this.specsFor(socket), socket);
+      const failure = this.readDuplicate(duplicate, socket, owner);
+      if (failure === null) {
         delete socket.optionsError;
         this.summary.read++;
         return true;
-      } finally {
-        this.closeDuplicate(duplicate);
       }
+      ({ reason, message } = failure);
     }
     this.fail(socket, reason, message);
     return reason !== 'vanished';
   }
 
   /**
-   * Every option of `specs` for one socket. The values are gathered first and the object
+   * Proves that `fd`, just duplicated from `owner`, is `socket` (its cookie, or its inode
+   * where the listing has no cookie), reads every option the socket's spec list needs
+   * and closes the duplicate: options at SOL_SOCKET and the close through the batch
+   * executor, the rest at once. On success sets `socket.options` and returns null.
+   */
+  private readDuplicate(
+    fd: number,
+    socket: SocketRecord,
+    owner: SocketOwner,
+  ): { reason: UnreadableReason; message: string } | null {
+    const direct = this.direct;
+    if (socket.cookie === null) {
+      let inode: number;
+      try {
+        inode = this.access.inodeOf(fd);
+      } catch (error) {
+        direct.close(fd);
+        if (!(error instanceof SystemCallError)) throw error;
+        return this.explain(error, owner.pid);
+      }
+      if (inode !== socket.inode) {
+        direct.close(fd);
+        return this.reused(owner, inode === 0 ? 'not a socket' : `inode ${inode}`, `${socket.inode}`);
+      }
+    }
+    const batch = this.batchCalls();
+    const specs = this.specsFor(socket);
+    const values = this.values;
+    let closeQueued = false;
+    try {
+      if (socket.cookie !== null) batch.getsockopt(fd, libc.SOL_SOCKET, SO_COOKIE, COOKIE_SLOT);
+      for (let i = 0; i < specs.length; i++) {
+        const spec = specs[i] as OptionSpec;
+        const known = spec.sockDiag ? valueFromSockDiag(spec.sockDiag, socket) : undefined;
+        values[i] = known;
+        if (known === undefined) {
+          (spec.level === libc.SOL_SOCKET ? batch : direct).getsockopt(fd, spec.level, spec.optname, i + 1);
+        }
+      }
+      batch.close(fd);
+      closeQueued = true;
+      batch.submit();
+    } catch (error) {
+      // Whatever happens, the duplicate is closed exactly once: by the kernel if the
+      // batch reached it, else here, after dropping what was queued with the ring.
+      const handedOver = closeQueued && batch.closeSubmitted;
+      if (batch !== direct) this.abandonRing(error instanceof Error ? error.message : String(error));
+      if (!handedOver) direct.close(fd);
+      if (!(error instanceof SystemCallError)) throw error;
+      return { reason: 'failed', message: `${error.syscall} failed: ${error.code}` };
+    }
+    if (socket.cookie !== null) {
+      const cookie = this.cookieRead(batch);
+      if (cookie !== socket.cookie)
+        return this.reused(
+          owner,
+          cookie === null ? 'not a socket' : `cookie ${cookie}`,
+          `cookie ${socket.cookie}`,
+        );
+    }
+    return this.decodeAll(specs, socket, batch);
+  }
+
+  /** The SO_COOKIE value in the cookie slot, or null when the call failed (no socket). */
+  private cookieRead(batch: SocketCalls): bigint | null {
+    if ((batch.results[COOKIE_SLOT] as number) !== 8) return null;
+    const bytes = batch.slot(COOKIE_SLOT);
+    return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, hostIsLittleEndian);
+  }
+
+  private reused(
+    owner: SocketOwner,
+    now: string,
+    was: string,
+  ): { reason: UnreadableReason; message: string } {
+    return {
+      reason: 'reused',
+      message: `fd ${owner.fd} of pid ${owner.pid} now holds another file (${now}, not ${was}): not read`,
+    };
+  }
+
+  /**
+   * Decodes the slots into `socket.options`. The values are gathered first and the object
    * is then made in one go, as a copy of a template with the same keys: an object that
    * gets dozens of computed keys one by one turns into a hash table, several times the
    * memory of a plain object, and there is one of these per socket.
    */
-  private readAll(fd: number, specs: readonly OptionSpec[], socket: SocketRecord): SocketOptions {
-    const { value, length, values } = this;
+  private decodeAll(specs: readonly OptionSpec[], socket: SocketRecord, batch: SocketCalls): null {
+    const values = this.values;
     let present = 0;
     for (let i = 0; i < specs.length; i++) {
       const spec = specs[i] as OptionSpec;
-      let decoded: OptionValue | undefined;
-      if (spec.sockDiag) decoded = valueFromSockDiag(spec.sockDiag, socket);
-      if (decoded === undefined) {
-        const written = this.access.getsockopt(fd, spec.level, spec.optname, value, length);
+      if (values[i] === undefined) {
+        const from = spec.level === libc.SOL_SOCKET ? batch : this.direct;
+        const written = from.results[i + 1] as number;
         // ENOPROTOOPT, EINVAL, EOPNOTSUPP, ENOTCONN: the kernel lacks the option or it does not apply.
-        if (written >= 0) decoded = decodeOption(spec.decoding, value, written);
+        if (written >= 0) values[i] = decodeOption(spec.decoding, from.slot(i + 1), written);
       }
-      values[i] = decoded;
-      if (decoded !== undefined) present++;
+      if (values[i] !== undefined) present++;
     }
     if (present === specs.length) {
       const options = { ...this.templateFor(specs) };
       for (let i = 0; i < specs.length; i++)
         options[(specs[i] as OptionSpec).name] = values[i] as OptionValue;
-      return options;
+      socket.options = options;
+      return null;
     }
     // Some options are missing (this kernel lacks them): only the ones read.
     const entries: Array<[string, OptionValue]> = [];
     for (let i = 0; i < specs.length; i++) {
       if (values[i] !== undefined) entries.push([(specs[i] as OptionSpec).name, values[i] as OptionValue]);
     }
-    return Object.fromEntries(entries);
+    socket.options = Object.fromEntries(entries);
+    return null;
   }
 
   private templateFor(specs: readonly OptionSpec[]): SocketOptions {
@@ -261,18 +366,6 @@ export class OptionReader {
       this.templates.set(specs, template);
     }
     return template;
-  }
-
-  /**
-   * Linux releases the descriptor even when close fails (EINTR while a lingering socket
-   * whose owner closed it meanwhile waits): one socket's close must not end the run.
-   */
-  private closeDuplicate(fd: number): void {
-    try {
-      this.access.close(fd);
-    } catch (error) {
-      if (!(error instanceof SystemCallError)) throw error;
-    }
   }
 
   private explain(error: SystemCallError, pid: number): { reason: UnreadableReason; message: string } {
@@ -309,5 +402,7 @@ export class OptionReader {
       }
     }
     this.processes.clear();
+    if (this.batch && this.batch !== this.direct) this.batch.dispose();
+    this.batch = undefined;
   }
 }

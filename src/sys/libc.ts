@@ -28,6 +28,12 @@ const c = {
   // syscall(2) is variadic in C; a fixed-arity prototype is what koffi calls fastest and is
   // ABI-compatible on the 64-bit targets we support (arguments in registers).
   syscall3: libc.func('long syscall(long number, long a, long b, long c)'),
+  // io_uring_setup(entries, params) and io_uring_enter(fd, to_submit, min_complete, flags,
+  // sig, sigsz): the same variadic syscall(2), declared with the pointer where it goes.
+  ioUringSetup: libc.func('long syscall(long number, long entries, void *params)'),
+  ioUringEnter: libc.func('long syscall(long number, long fd, long a, long b, long c, void *d, long e)'),
+  mmap: libc.func('void *mmap(void *address, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *address, size_t length)'),
 };
 
 function fail(call: string): never {
@@ -168,4 +174,60 @@ export function pidfdGetfd(pidfd: number, targetFd: number): number {
   const fd = Number(c.syscall3(SYS_pidfd_getfd, pidfd, targetFd, 0));
   if (fd < 0) fail('pidfd_getfd');
   return fd;
+}
+
+const SYS_io_uring_setup = 425;
+const SYS_io_uring_enter = 426;
+
+/** io_uring_setup(2): a ring of `entries` submission slots; the kernel fills `params` (120 bytes). */
+export function ioUringSetup(entries: number, params: Uint8Array): number {
+  const fd = Number(c.ioUringSetup(SYS_io_uring_setup, entries, params));
+  if (fd < 0) fail('io_uring_setup');
+  return fd;
+}
+
+/** io_uring_enter(2) without a signal mask: how many entries were submitted, or the negated errno. */
+export function ioUringEnter(fd: number, toSubmit: number, minComplete: number, flags: number): number {
+  const result = Number(c.ioUringEnter(SYS_io_uring_enter, fd, toSubmit, minComplete, flags, null, 0));
+  return result < 0 ? -koffi.errno() : result;
+}
+
+/** Memory this process mapped: its address (for the kernel) and a view of it (for us). */
+export interface MappedMemory {
+  readonly address: bigint;
+  readonly bytes: ArrayBuffer;
+  readonly length: number;
+  /** koffi's pointer, for munmap. */
+  readonly pointer: unknown;
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_ANONYMOUS = 0x20;
+const MAP_POPULATE = 0x8000;
+
+function mapped(pointer: unknown, length: number): MappedMemory {
+  // mmap returns MAP_FAILED, (void *)-1, on failure.
+  if (pointer === null) fail('mmap');
+  const address = koffi.address(pointer);
+  if (address === 0xffffffffffffffffn) fail('mmap');
+  return { address, bytes: koffi.view(pointer, length), length, pointer };
+}
+
+/** mmap(2) a region of `fd` (an io_uring's rings) shared with the kernel, read-write. */
+export function mapShared(fd: number, length: number, offset: number): MappedMemory {
+  const pointer = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);
+  return mapped(pointer, length);
+}
+
+/** mmap(2) private anonymous memory: buffers whose address goes to the kernel in a ring entry. */
+export function mapAnonymous(length: number): MappedMemory {
+  const pointer = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return mapped(pointer, length);
+}
+
+export function unmap(memory: MappedMemory): void {
+  if ((c.munmap(memory.pointer, memory.length) as number) < 0) fail('munmap');
 }
