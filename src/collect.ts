@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Collection, Family, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
+import { ReadHelper } from './options/helper-thread.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
@@ -192,6 +193,8 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const tables = settings.tables ?? TABLES;
   const procRoot = settings.procRoot ?? '/proc';
   const warnings: string[] = [];
+  // The helper thread loads while the sockets are listed (see options/helper-thread.ts).
+  if (settings.options !== false && settings.fdAccess === undefined) ReadHelper.shared();
   let source: Source = settings.source === 'proc' ? 'proc' : 'netlink';
   const byTable = new Map<TableName, SocketRecord[]>();
   for (const table of TABLES) {
@@ -239,7 +242,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
         refuseDuplication,
       });
       try {
-        sockets = sockets.filter((s) => reader.read(s));
+        sockets = reader.readAll(sockets);
       } finally {
         reader.close();
       }

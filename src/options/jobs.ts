@@ -1,0 +1,94 @@
+/**
+ * The work of reading options, as plain columns that can be handed to another thread:
+ * one row per socket that has an owner to duplicate it from, and for each row the
+ * owners to try (with the pidfd already opened), the identity to check, and which of
+ * its options the sock_diag reply already gave (those are not read again).
+ */
+import type { Family, Protocol } from '../model.js';
+import { type OptionSpec, optionsFor } from './catalogue.js';
+
+/** Why the options of a socket are unknown. */
+export type UnreadableReason =
+  | 'refused'
+  | 'detached'
+  | 'no-owner'
+  | 'not-permitted'
+  | 'unsupported'
+  | 'vanished'
+  | 'reused'
+  | 'failed';
+
+/** A row's outcome as a number: 0 = read, 1 + index into this list = not read, why. */
+export const UNREADABLE_REASONS: readonly UnreadableReason[] = [
+  'refused',
+  'detached',
+  'no-owner',
+  'not-permitted',
+  'unsupported',
+  'vanished',
+  'reused',
+  'failed',
+];
+
+/** Which spec list a socket uses: by protocol, family and whether it listens. */
+export function specKey(protocol: Protocol, family: Family, listening: boolean): number {
+  return (protocol === 'tcp' ? 4 : 0) + (family === 6 ? 2 : 0) + (listening ? 1 : 0);
+}
+
+/** The options read for each spec key, restricted to `only` when given; built once per list. */
+export class SpecLists {
+  private readonly lists: Array<OptionSpec[] | undefined> = [];
+  constructor(readonly only: ReadonlySet<string> | undefined) {}
+
+  get(key: number): OptionSpec[] {
+    let specs = this.lists[key];
+    if (!specs) {
+      const protocol: Protocol = key & 4 ? 'tcp' : 'udp';
+      const family: Family = key & 2 ? 6 : 4;
+      specs = optionsFor(protocol, family, (key & 1) === 1).filter(
+        (o) => !this.only || this.only.has(o.name),
+      );
+      this.lists[key] = specs;
+    }
+    return specs;
+  }
+}
+
+export interface ReadJobs {
+  count: number;
+  key: Uint8Array;
+  inode: Float64Array;
+  /** sock_diag's cookie where `hasCookie`; the inode is checked otherwise. */
+  cookie: BigUint64Array;
+  hasCookie: Uint8Array;
+  /** Two words per row: bit i set = option i of the row's list came with the dump. */
+  known: Uint32Array;
+  /** Row r's owners are ownerStart[r] .. ownerStart[r + 1] - 1. */
+  ownerStart: Int32Array;
+  ownerPid: Int32Array;
+  /** The owner's pidfd, or the negated errno of its pidfd_open. */
+  ownerPidfd: Int32Array;
+  ownerFd: Int32Array;
+  /** Where row r's values start in a flat value list: the sum of earlier rows' list lengths. */
+  valueStart: Int32Array;
+}
+
+export function allocateJobs(rows: number, owners: number): ReadJobs {
+  return {
+    count: 0,
+    key: new Uint8Array(rows),
+    inode: new Float64Array(rows),
+    cookie: new BigUint64Array(rows),
+    hasCookie: new Uint8Array(rows),
+    known: new Uint32Array(rows * 2),
+    ownerStart: new Int32Array(rows + 1),
+    ownerPid: new Int32Array(owners),
+    ownerPidfd: new Int32Array(owners),
+    ownerFd: new Int32Array(owners),
+    valueStart: new Int32Array(rows + 1),
+  };
+}
+
+export function isKnown(jobs: ReadJobs, row: number, option: number): boolean {
+  return ((jobs.known[row * 2 + (option >> 5)] as number) & (1 << (option & 31))) !== 0;
+}
