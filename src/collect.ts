@@ -27,6 +27,13 @@ export interface CollectSettings {
    * false = none (options stay null with no error).
    */
   options?: ReadonlySet<string> | false;
+  /**
+   * Batch each socket's SOL_SOCKET getsockopt calls and close in one io_uring_enter
+   * (Linux 6.7+; default true, and plain system calls where io_uring is refused).
+   */
+  ioUring?: boolean;
+  /** Let a second thread read a share of the options when there are many sockets (default true). */
+  helperThread?: boolean;
   /** For tests: another /proc, or injected system calls. */
   procRoot?: string;
   fdAccess?: FdAccess;
@@ -109,7 +116,7 @@ function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boo
       // knetstat show 0.
       sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
       inode: m.inode,
-      cookie: m.cookie,
+      cookie: m.cookie.toString(),
       uid: m.uid,
       tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
       memInfo: m.memInfo,
@@ -194,7 +201,8 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const procRoot = settings.procRoot ?? '/proc';
   const warnings: string[] = [];
   // The helper thread loads while the sockets are listed (see options/helper-thread.ts).
-  if (settings.options !== false && settings.fdAccess === undefined) ReadHelper.shared();
+  if (settings.options !== false && settings.fdAccess === undefined && settings.helperThread !== false)
+    ReadHelper.shared();
   let source: Source = settings.source === 'proc' ? 'proc' : 'netlink';
   const byTable = new Map<TableName, SocketRecord[]>();
   for (const table of TABLES) {
@@ -239,6 +247,8 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
       const reader = new OptionReader({
         only: settings.options,
         access: settings.fdAccess,
+        ioUring: settings.ioUring,
+        helperThread: settings.helperThread,
         refuseDuplication,
       });
       try {

@@ -131,11 +131,12 @@ export interface SocketRecord {
   sendQ: number;
   inode: number;
   /**
-   * sock_diag's socket cookie (idiag_cookie), unique per socket until reboot; null from
-   * the /proc/net fallback. The option reader compares it with SO_COOKIE to prove that
-   * a duplicated fd is this very socket.
+   * sock_diag's socket cookie (idiag_cookie) in decimal, unique per socket until reboot;
+   * null from the /proc/net fallback. The option reader compares it with SO_COOKIE to
+   * prove that a duplicated fd is this very socket. (A string, not a bigint, so that a
+   * Collection stays JSON.stringify-able.)
    */
-  cookie: bigint | null;
+  cookie: string | null;
   uid: number;
   /** A TIME_WAIT or request (SYN_RECV) mini-socket: no owner, no options, no tcp_info. */
   minisocket: boolean;

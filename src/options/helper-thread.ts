@@ -25,10 +25,16 @@ export const MIN_HELPER_ROWS = 2 * CHUNK_ROWS;
 /** How long the main thread waits for a claimed chunk before reading it itself. */
 const STALL_MS = 10_000;
 
-export interface HelperJob {
+/** How to read: the same on both threads. */
+export interface ReadMode {
+  /** Option names to read, or null for the whole catalogue. */
+  only: string[] | null;
+  ioUring: boolean;
+}
+
+export interface HelperJob extends ReadMode {
   id: number;
   jobs: ReadJobs;
-  only: string[] | null;
   control: SharedArrayBuffer;
 }
 
@@ -55,6 +61,8 @@ export class ReadHelper {
   private constructor(
     private readonly worker: Worker,
     private readonly port: MessagePort,
+    /** Word 0 becomes 1 once the helper listens for jobs. */
+    private readonly ready: Int32Array,
   ) {
     worker.on('error', () => {
       this.alive = false;
@@ -76,14 +84,25 @@ export class ReadHelper {
         helper = null;
       } else {
         const { port1, port2 } = new MessageChannel();
-        const worker = new Worker(script, { workerData: { port: port2 }, transferList: [port2] });
+        const ready = new Int32Array(new SharedArrayBuffer(4));
+        const worker = new Worker(script, { workerData: { port: port2, ready }, transferList: [port2] });
         // An idle helper must not keep the process alive.
         worker.unref();
         port1.unref();
-        helper = new ReadHelper(worker, port1);
+        helper = new ReadHelper(worker, port1, ready);
       }
     }
     return helper?.alive ? helper : null;
+  }
+
+  /**
+   * Waits up to `timeoutMs` for the helper to listen for jobs; whether it does. Reading
+   * never needs this (the main thread takes what the helper does not); tests do, to be
+   * sure that the helper takes a share.
+   */
+  waitUntilReady(timeoutMs: number): boolean {
+    Atomics.wait(this.ready, 0, 0, timeoutMs);
+    return Atomics.load(this.ready, 0) === 1;
   }
 
   /**
@@ -93,13 +112,13 @@ export class ReadHelper {
    */
   share(
     jobs: ReadJobs,
-    only: string[] | null,
+    mode: ReadMode,
     readChunk: (start: number, end: number) => void,
     take: (chunk: HelperChunk) => void,
   ): number[] {
     const control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
     const id = nextJobId++;
-    const job: HelperJob = { id, jobs, only, control: control.buffer as SharedArrayBuffer };
+    const job: HelperJob = { id, jobs, ...mode, control: control.buffer as SharedArrayBuffer };
     this.worker.postMessage(job);
     // 1 = finished: by the main thread here, or by the helper as its chunks arrive.
     const finished = new Uint8Array(jobs.count);

@@ -4,19 +4,19 @@
  * each chunk's results back on the port it was given.
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { libcFdAccess } from './fd-access.js';
+import { directFdAccess, libcFdAccess } from './fd-access.js';
 import type { HelperChunk, HelperJob } from './helper-thread.js';
 import { CHUNK_ROWS, HELPER_DONE, HELPER_FAILED, NEXT_ROW } from './helper-thread.js';
 import { SpecLists } from './jobs.js';
 import { RowReader } from './row-reader.js';
 
-const port = (workerData as { port: MessagePort }).port;
+const { port, ready } = workerData as { port: MessagePort; ready: Int32Array };
 
 function run(job: HelperJob): void {
   const control = new Int32Array(job.control);
   const { jobs } = job;
   const specs = new SpecLists(job.only ? new Set(job.only) : undefined);
-  const reader = new RowReader(libcFdAccess, specs);
+  const reader = new RowReader(job.ioUring ? libcFdAccess : directFdAccess, specs);
   try {
     for (;;) {
       const start = Atomics.add(control, NEXT_ROW, CHUNK_ROWS);
@@ -58,3 +58,5 @@ function run(job: HelperJob): void {
 }
 
 parentPort?.on('message', run);
+Atomics.store(ready, 0, 1);
+Atomics.notify(ready, 0);

@@ -8,7 +8,7 @@
 import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
 import { SystemCallError } from '../sys/errors.js';
 import type { OptionSpec, SockDiagSource } from './catalogue.js';
-import { type FdAccess, libcFdAccess } from './fd-access.js';
+import { directFdAccess, type FdAccess, libcFdAccess } from './fd-access.js';
 import { type HelperChunk, MIN_HELPER_ROWS, ReadHelper } from './helper-thread.js';
 import {
   allocateJobs,
@@ -58,9 +58,11 @@ export interface ReadOptionsSettings {
    * socket's options stay unknown with this reason, and pidfd_getfd is never called.
    */
   refuseDuplication?: string;
+  /** Batch SOL_SOCKET calls and closes in an io_uring where the kernel allows (default true; not with `access`). */
+  ioUring?: boolean;
   /**
-   * Let a helper thread read a share of many sockets (default: yes with the default
-   * access; never with injected access, whose fakes live on this thread).
+   * Let a helper thread read a share of many sockets (default true; never with injected
+   * `access`, whose fakes live on this thread).
    */
   helperThread?: boolean;
 }
@@ -72,6 +74,7 @@ export class OptionReader {
   private readonly only: ReadonlySet<string> | undefined;
   private readonly refuseDuplication: string | undefined;
   private readonly useHelper: boolean;
+  private readonly ioUring: boolean;
   private readonly processes = new Map<number, ProcessHandle>();
   private readonly specs: SpecLists;
   private readonly rows: RowReader;
@@ -93,10 +96,11 @@ export class OptionReader {
   };
 
   constructor(settings: ReadOptionsSettings = {}) {
-    this.access = settings.access ?? libcFdAccess;
+    this.ioUring = settings.ioUring ?? true;
+    this.access = settings.access ?? (this.ioUring ? libcFdAccess : directFdAccess);
     this.only = settings.only;
     this.refuseDuplication = settings.refuseDuplication;
-    this.useHelper = settings.helperThread ?? settings.access === undefined;
+    this.useHelper = settings.access === undefined && (settings.helperThread ?? true);
     this.specs = new SpecLists(settings.only);
     this.rows = new RowReader(this.access, this.specs);
   }
@@ -169,7 +173,7 @@ export class OptionReader {
       const only = this.only ? [...this.only] : null;
       const leftOver = helper.share(
         jobs,
-        only,
+        { only, ioUring: this.ioUring },
         (start, end) => {
           for (let row = start; row < end; row++) readRow(row);
         },
@@ -242,7 +246,7 @@ export class OptionReader {
     jobs.key[row] = key;
     jobs.inode[row] = socket.inode;
     if (socket.cookie !== null) {
-      jobs.cookie[row] = socket.cookie;
+      jobs.cookie[row] = BigInt(socket.cookie);
       jobs.hasCookie[row] = 1;
     }
     for (let i = 0; i < specs.length; i++) {

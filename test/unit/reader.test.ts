@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectSockets } from '../../src/collect.js';
 import type { SocketOwner, SocketRecord } from '../../src/model.js';
+import { DirectCalls, type SocketCalls } from '../../src/options/calls.js';
 import { OPTION_CATALOGUE, SOL_SOCKET, SOL_TCP } from '../../src/options/catalogue.js';
 import { type FdAccess, OptionReader } from '../../src/options/reader.js';
 import { formatRow } from '../../src/render/text.js';
@@ -16,6 +17,7 @@ import { SystemCallError } from '../../src/sys/errors.js';
 
 const errno = constants.errno;
 const SO_KEEPALIVE = 9;
+const SO_COOKIE = 57;
 const TCP_NODELAY = 1;
 
 type Handle = { kind: 'pidfd'; pid: number } | { kind: 'duplicate'; pid: number; fd: number; inode: number };
@@ -39,6 +41,7 @@ class FakeFdAccess implements FdAccess {
   readonly reads: string[] = [];
   /** Most open duplicates at any moment. */
   maxDuplicatesOpen = 0;
+  openRing?: () => SocketCalls | Error;
 
   constructor(
     private readonly processes: Record<number, FakeProcess>,
@@ -80,6 +83,12 @@ class FakeFdAccess implements FdAccess {
     const handle = this.open.get(fd);
     if (handle?.kind !== 'duplicate') throw new Error(`getsockopt on ${fd}, which is not an open duplicate`);
     this.reads.push(`${handle.inode} ${level}/${name}`);
+    if (level === SOL_SOCKET && name === SO_COOKIE) {
+      // The fake's cookies: inode × 1000, so that a reused fd shows another cookie.
+      new DataView(value.buffer, value.byteOffset).setBigUint64(0, BigInt(handle.inode * 1000), true);
+      length[0] = 8;
+      return 8;
+    }
     const v = this.options[handle.inode]?.[`${level}/${name}`];
     if (v === undefined) return -errno.ENOPROTOOPT;
     if (v < 0) return v;
@@ -91,6 +100,62 @@ class FakeFdAccess implements FdAccess {
   close(fd: number): void {
     if (!this.open.delete(fd)) throw new Error(`close of ${fd}, which is not open`);
     this.calls.push(`close ${fd}`);
+  }
+}
+
+/**
+ * A pretend io_uring over the fake kernel: it queues SOL_SOCKET calls and the close and
+ * runs them at submit, and can be told to fail a submit before or after the kernel ran it.
+ */
+class FakeRing implements SocketCalls {
+  readonly ran: DirectCalls;
+  private queue: Array<() => void> = [];
+  readonly log: string[] = [];
+  submits = 0;
+  closeSubmitted = false;
+  failNextSubmit: 'before' | 'after' | null = null;
+  disposed = false;
+
+  constructor(access: FakeFdAccess) {
+    this.ran = new DirectCalls(access);
+  }
+
+  get results() {
+    return this.ran.results;
+  }
+  get closeResult() {
+    return this.ran.closeResult;
+  }
+
+  getsockopt(fd: number, level: number, name: number, slot: number): void {
+    if (level !== SOL_SOCKET) throw new Error(`level ${level} queued in the ring`);
+    this.log.push(`getsockopt ${level}/${name}`);
+    this.queue.push(() => this.ran.getsockopt(fd, level, name, slot));
+  }
+
+  close(fd: number): void {
+    this.log.push('close');
+    this.queue.push(() => this.ran.close(fd));
+  }
+
+  submit(): void {
+    this.submits++;
+    const queue = this.queue;
+    this.queue = [];
+    const failure = this.failNextSubmit;
+    this.failNextSubmit = null;
+    this.closeSubmitted = failure === 'after';
+    if (failure === 'before') throw new SystemCallError('io_uring_enter', errno.ENOMEM);
+    for (const call of queue) call();
+    if (failure === 'after') throw new SystemCallError('io_uring_enter', errno.EINTR + 1000);
+  }
+
+  slot(slot: number): Uint8Array {
+    return this.ran.slot(slot);
+  }
+
+  dispose(): void {
+    this.disposed = true;
   }
 }
 
@@ -436,5 +501,96 @@ describe('collectSockets with injected system calls over a fake /proc', () => {
     expect(collection.warnings).toEqual([
       'options unknown for 1 socket: 1 not read to keep them unchanged (cgroup v1 net_cls/net_prio in use)',
     ]);
+  });
+
+  it('with a cookie from the dump, proves identity by SO_COOKIE instead of fstat', () => {
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 500 } } } }, { 500: keepaliveNodelay(1, 1) });
+    access.inodeOf = () => {
+      throw new Error('fstat is not needed with a cookie');
+    };
+    const socket = { ...socketRecord(500, [owner(10, 3)]), cookie: '500000' };
+    const { kept } = read(access, [socket]);
+    expect(kept).toEqual([socket]);
+    expect(socket.options).toEqual({ SO_KEEPALIVE: 1, TCP_NODELAY: 1 });
+    expect(access.reads[0]).toBe(`500 ${SOL_SOCKET}/${SO_COOKIE}`);
+    expect(access.open.size).toBe(0);
+  });
+
+  it('a cookie that differs means another socket now: not read, never its options', () => {
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 999 } } } }, { 999: keepaliveNodelay(1, 1) });
+    const socket = { ...socketRecord(500, [owner(10, 3)]), cookie: '500000' };
+    const { summary } = read(access, [socket]);
+    expect(socket.options).toBeNull();
+    expect(socket.optionsError).toBe(
+      'fd 3 of pid 10 now holds another file (cookie 999000, not cookie 500000): not read',
+    );
+    expect(summary.unreadable.reused).toBe(1);
+    expect(access.open.size).toBe(0);
+  });
+
+  describe('with an io_uring', () => {
+    function ringed(processes: Record<number, FakeProcess>, options: Record<number, Record<string, number>>) {
+      const access = new FakeFdAccess(processes, options);
+      const ring = new FakeRing(access);
+      access.openRing = () => ring;
+      return { access, ring };
+    }
+
+    it('batches the cookie, SOL_SOCKET calls and the close; other levels are plain calls', () => {
+      const { access, ring } = ringed(
+        { 10: { fds: { 3: { inode: 500 } } } },
+        { 500: keepaliveNodelay(1, 0) },
+      );
+      const socket = { ...socketRecord(500, [owner(10, 3)]), cookie: '500000' };
+      read(access, [socket]);
+      expect(socket.options).toEqual({ SO_KEEPALIVE: 1, TCP_NODELAY: 0 });
+      expect(ring.log).toEqual([
+        `getsockopt ${SOL_SOCKET}/${SO_COOKIE}`,
+        `getsockopt ${SOL_SOCKET}/${SO_KEEPALIVE}`,
+        'close',
+      ]);
+      expect(ring.submits).toBe(1);
+      // TCP_NODELAY was read at once, before the batch ran.
+      expect(access.reads).toEqual([
+        `500 ${SOL_TCP}/${TCP_NODELAY}`,
+        `500 ${SOL_SOCKET}/${SO_COOKIE}`,
+        `500 ${SOL_SOCKET}/${SO_KEEPALIVE}`,
+      ]);
+      expect(ring.disposed).toBe(true);
+      expect(access.open.size).toBe(0);
+    });
+
+    it('a batch that never reached the kernel: the duplicate is closed here, once, and plain calls take over', () => {
+      const { access, ring } = ringed(
+        { 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 } } } },
+        { 500: keepaliveNodelay(1, 1), 501: keepaliveNodelay(1, 0) },
+      );
+      ring.failNextSubmit = 'before';
+      const first = { ...socketRecord(500, [owner(10, 3)]), cookie: '500000' };
+      const second = { ...socketRecord(501, [owner(10, 4)]), cookie: '501000' };
+      const { kept, summary } = read(access, [first, second]);
+      expect(kept).toEqual([first, second]);
+      expect(first.options).toBeNull();
+      expect(first.optionsError).toBe('io_uring_enter failed: ENOMEM');
+      expect(summary.unreadable.failed).toBe(1);
+      expect(second.options).toEqual({ SO_KEEPALIVE: 1, TCP_NODELAY: 0 });
+      expect(ring.submits).toBe(1);
+      expect(ring.disposed).toBe(true);
+      expect(access.open.size).toBe(0);
+    });
+
+    it('a batch that ran and then reported a failure: its close is not made twice', () => {
+      const { access, ring } = ringed(
+        { 10: { fds: { 3: { inode: 500 } } } },
+        { 500: keepaliveNodelay(1, 1) },
+      );
+      ring.failNextSubmit = 'after';
+      const socket = { ...socketRecord(500, [owner(10, 3)]), cookie: '500000' };
+      // The fake's close throws on an fd that is not open: a second close would end the test.
+      read(access, [socket]);
+      expect(socket.options).toBeNull();
+      expect(socket.optionsError).toMatch(/^io_uring_enter failed: /);
+      expect(access.open.size).toBe(0);
+    });
   });
 });
