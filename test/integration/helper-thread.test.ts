@@ -10,19 +10,12 @@ import { allocateJobs, type ReadJobs, SpecLists, specKey } from '../../src/optio
 import type * as RowReaderModule from '../../src/options/row-reader.js';
 import * as libc from '../../src/sys/libc.js';
 import { ROOT } from '../helpers/netns.js';
+import { intValue, SOCK_STREAM, SOL_TCP } from '../helpers/sockopt.js';
 
 type HelperModule = typeof import('../../src/options/helper-thread.js');
 type FdAccessModule = typeof import('../../src/options/fd-access.js');
 
-const SOCK_STREAM = 1;
-const SOL_TCP = 6;
 const SOCKETS = 600;
-
-function int(value: number): Uint8Array {
-  const bytes = new Uint8Array(4);
-  new DataView(bytes.buffer).setInt32(0, value, true);
-  return bytes;
-}
 
 function openFds(): number {
   return readdirSync('/proc/self/fd').length;
@@ -44,9 +37,9 @@ describe('the helper thread', () => {
     for (let i = 0; i < SOCKETS; i++) {
       const fd = libc.socket(libc.AF_INET, SOCK_STREAM | libc.SOCK_CLOEXEC, 0);
       fds.push(fd);
-      if (i % 2) libc.setsockopt(fd, SOL_TCP, 1, int(1)); // TCP_NODELAY
-      if (i % 3 === 0) libc.setsockopt(fd, libc.SOL_SOCKET, 9, int(1)); // SO_KEEPALIVE
-      libc.setsockopt(fd, SOL_TCP, 4, int(100 + i)); // TCP_KEEPIDLE, different on each
+      if (i % 2) libc.setsockopt(fd, SOL_TCP, 1, intValue(1)); // TCP_NODELAY
+      if (i % 3 === 0) libc.setsockopt(fd, libc.SOL_SOCKET, 9, intValue(1)); // SO_KEEPALIVE
+      libc.setsockopt(fd, SOL_TCP, 4, intValue(100 + i)); // TCP_KEEPIDLE, different on each
     }
     pidfd = libc.pidfdOpen(process.pid);
     jobs = allocateJobs(SOCKETS, SOCKETS);

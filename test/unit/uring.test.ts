@@ -11,19 +11,12 @@ import { directFdAccess } from '../../src/options/fd-access.js';
 import { SystemCallError } from '../../src/sys/errors.js';
 import * as libc from '../../src/sys/libc.js';
 import { SocketCallRing } from '../../src/sys/uring.js';
+import { intValue, SOCK_STREAM, SOL_TCP } from '../helpers/sockopt.js';
 
 const opened = SocketCallRing.open();
 const skip = opened instanceof Error ? opened.message : null;
 
-const SOCK_STREAM = 1;
-const SOL_TCP = 6;
 const EOPNOTSUPP = 95;
-
-function int(value: number): Uint8Array {
-  const bytes = new Uint8Array(4);
-  new DataView(bytes.buffer).setInt32(0, value, true);
-  return bytes;
-}
 
 function isOpen(fd: number): boolean {
   try {
@@ -51,16 +44,16 @@ describe.skipIf(skip !== null)(`SocketCallRing${skip ? ` (skipped: ${skip})` : '
     const tcp = libc.socket(libc.AF_INET, SOCK_STREAM | libc.SOCK_CLOEXEC, 0);
     const udp = libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
     for (const fd of [tcp, udp]) {
-      libc.setsockopt(fd, libc.SOL_SOCKET, 2, int(1)); // SO_REUSEADDR
-      libc.setsockopt(fd, libc.SOL_SOCKET, 8, int(50000)); // SO_RCVBUF
-      libc.setsockopt(fd, libc.SOL_SOCKET, 12, int(3)); // SO_PRIORITY
+      libc.setsockopt(fd, libc.SOL_SOCKET, 2, intValue(1)); // SO_REUSEADDR
+      libc.setsockopt(fd, libc.SOL_SOCKET, 8, intValue(50000)); // SO_RCVBUF
+      libc.setsockopt(fd, libc.SOL_SOCKET, 12, intValue(3)); // SO_PRIORITY
       const linger = new Uint8Array(8);
       new DataView(linger.buffer).setInt32(0, 1, true);
       new DataView(linger.buffer).setInt32(4, 7, true);
       libc.setsockopt(fd, libc.SOL_SOCKET, 13, linger); // SO_LINGER on, 7 s
     }
-    libc.setsockopt(tcp, libc.SOL_SOCKET, 9, int(1)); // SO_KEEPALIVE
-    libc.setsockopt(udp, libc.SOL_SOCKET, 6, int(1)); // SO_BROADCAST
+    libc.setsockopt(tcp, libc.SOL_SOCKET, 9, intValue(1)); // SO_KEEPALIVE
+    libc.setsockopt(udp, libc.SOL_SOCKET, 6, intValue(1)); // SO_BROADCAST
     return [tcp, udp];
   }
 
