@@ -141,18 +141,30 @@ export class OptionReader {
     const rowSockets: SocketRecord[] = [];
     for (const socket of sockets) if (this.plan(socket, jobs)) rowSockets.push(socket);
 
+    // Each row is settled as soon as its values are in, on whichever thread read it:
+    // no list of every socket's values is ever held.
     const status = new Uint8Array(jobs.count);
-    const messages: Array<string | undefined> = [];
-    const values: Array<OptionValue | undefined> = new Array(jobs.valueStart[jobs.count]);
+    const settle = (
+      row: number,
+      outcome: number,
+      read: ReadonlyArray<unknown>,
+      at: number,
+      message?: string,
+    ) => {
+      status[row] = outcome;
+      const socket = rowSockets[row] as SocketRecord;
+      if (outcome === 0) {
+        socket.options = this.finish(socket, jobs, row, read, at);
+        delete socket.optionsError;
+        this.summary.read++;
+      } else {
+        const reason = UNREADABLE_REASONS[outcome - 1] as UnreadableReason;
+        this.fail(socket, reason, message ?? reason);
+      }
+    };
     const readRow = (row: number) => {
       const outcome = this.rows.readRow(jobs, row);
-      status[row] = outcome;
-      if (outcome !== 0) messages[row] = this.rows.message;
-      else {
-        const at = jobs.valueStart[row] as number;
-        const read = this.rows.values;
-        for (let i = 0; i < read.length; i++) values[at + i] = read[i];
-      }
+      settle(row, outcome, this.rows.values, 0, this.rows.message);
     };
     const helper = this.useHelper && jobs.count >= MIN_HELPER_ROWS ? ReadHelper.shared() : null;
     if (helper) {
@@ -160,14 +172,8 @@ export class OptionReader {
         let next = 0;
         for (let row = chunk.start; row < chunk.end; row++) {
           const outcome = chunk.status[row - chunk.start] as number;
-          status[row] = outcome;
-          if (outcome !== 0) {
-            messages[row] = chunk.messages[row - chunk.start];
-            continue;
-          }
-          const at = jobs.valueStart[row] as number;
-          const length = (jobs.valueStart[row + 1] as number) - at;
-          for (let i = 0; i < length; i++) values[at + i] = chunk.values[next++] as OptionValue | undefined;
+          settle(row, outcome, chunk.values, next, chunk.messages[row - chunk.start]);
+          if (outcome === 0) next += (jobs.valueStart[row + 1] as number) - (jobs.valueStart[row] as number);
         }
       };
       const only = this.only ? [...this.only] : null;
@@ -184,25 +190,15 @@ export class OptionReader {
       for (let row = 0; row < jobs.count; row++) readRow(row);
     }
 
+    // A socket that vanished during the scan (every owner closed it or exited) is dropped.
+    const vanished = 1 + UNREADABLE_REASONS.indexOf('vanished');
     const kept: SocketRecord[] = [];
     let row = 0;
     for (const socket of sockets) {
-      if (rowSockets[row] !== socket) {
-        kept.push(socket);
-        continue;
+      if (rowSockets[row] === socket) {
+        if (status[row++] === vanished) continue;
       }
-      const outcome = status[row] as number;
-      if (outcome === 0) {
-        socket.options = this.finish(socket, jobs, row, values);
-        delete socket.optionsError;
-        this.summary.read++;
-        kept.push(socket);
-      } else {
-        const reason = UNREADABLE_REASONS[outcome - 1] as UnreadableReason;
-        this.fail(socket, reason, messages[row] ?? reason);
-        if (reason !== 'vanished') kept.push(socket);
-      }
-      row++;
+      kept.push(socket);
     }
     return kept;
   }
@@ -277,15 +273,16 @@ export class OptionReader {
     socket: SocketRecord,
     jobs: ReadJobs,
     row: number,
-    read: ReadonlyArray<OptionValue | undefined>,
+    read: ReadonlyArray<unknown>,
+    at: number,
   ): SocketOptions {
     const specs = this.specs.get(jobs.key[row] as number);
-    const at = jobs.valueStart[row] as number;
     const values = this.values;
     let present = 0;
     for (let i = 0; i < specs.length; i++) {
       const source = (specs[i] as OptionSpec).sockDiag;
-      const value = source ? (valueFromSockDiag(source, socket) ?? read[at + i]) : read[at + i];
+      const fromRow = read[at + i] as OptionValue | undefined;
+      const value = source ? (valueFromSockDiag(source, socket) ?? fromRow) : fromRow;
       values[i] = value;
       if (value !== undefined) present++;
     }
