@@ -5,7 +5,9 @@
  *
  * This is one readlink per open fd on the host, the scan's whole cost: each is a
  * readlinkat(2) relative to the process's fd directory into one reused buffer, and the
- * inode is parsed from the bytes, so an fd that is not a wanted socket allocates nothing.
+ * inode is parsed from the bytes. The fd names come from getdents64 into another reused
+ * buffer and go to readlinkat as bytes, so an fd that is not a wanted socket allocates
+ * nothing (readdirSync made, and sorted, a string per fd).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -18,6 +20,10 @@ const SOCKET_LINK_PREFIX = [0x73, 0x6f, 0x63, 0x6b, 0x65, 0x74, 0x3a, 0x5b];
 const CLOSING_BRACKET = 0x5d;
 /** "socket:[" + a 64-bit inode + "]" fits; anything longer is not a socket link. */
 const LINK_BUFFER_SIZE = 32;
+/** An fd number (at most 10 digits) and its NUL. */
+const NAME_BUFFER_SIZE = 16;
+/** getdents64 records for some 2,700 fds (24 bytes each) per call. */
+const DIRENT_BUFFER_SIZE = 64 * 1024;
 
 /** Control characters and invalid UTF-8 in a command name stay visible but inert. */
 export function readCommand(pid: number, procRoot = '/proc'): string {
@@ -48,6 +54,44 @@ export function socketInodeOfLink(link: Uint8Array, length: number): number {
   return inode;
 }
 
+/**
+ * The fd number named by the NUL-terminated bytes at `source[at]`, copied with their NUL
+ * into `name` for readlinkat; -1 for a name that is not an fd number ("." and "..").
+ */
+function fdNameAt(source: Uint8Array, at: number, name: Uint8Array): number {
+  let fd = 0;
+  let i = 0;
+  for (; source[at + i] !== 0; i++) {
+    const byte = source[at + i] as number;
+    if (byte < 48 || byte > 57 || i === name.length - 1) return -1;
+    name[i] = byte;
+    fd = fd * 10 + byte - 48;
+  }
+  if (i === 0) return -1;
+  name[i] = 0;
+  return fd;
+}
+
+/**
+ * Appends `owner` to the inode's owners. getdents64 lists a process's fds in numeric
+ * order, while readdirSync listed them sorted as strings ("10" before "9") and the
+ * output kept that order; it shows only where one process holds a socket on several fds.
+ */
+function addOwner(owners: Map<number, SocketOwner[]>, inode: number, owner: SocketOwner): void {
+  const list = owners.get(inode);
+  if (!list) {
+    owners.set(inode, [owner]);
+    return;
+  }
+  let at = list.length;
+  while (at > 0) {
+    const before = list[at - 1] as SocketOwner;
+    if (before.pid !== owner.pid || String(before.fd) < String(owner.fd)) break;
+    at--;
+  }
+  list.splice(at, 0, owner);
+}
+
 function isDecimal(name: string): boolean {
   if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
@@ -67,45 +111,47 @@ export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number
     return { owners, unreadableProcesses };
   }
   const link = new Uint8Array(LINK_BUFFER_SIZE);
+  const name = new Uint8Array(NAME_BUFFER_SIZE);
+  const dirents = new Uint8Array(DIRENT_BUFFER_SIZE);
   for (const entry of entries) {
     if (!isDecimal(entry)) continue;
     const pid = Number(entry);
-    const fdDirectory = `${procRoot}/${entry}/fd`;
     let directoryFd: number;
-    let fds: string[];
     try {
-      directoryFd = libc.openDirectory(fdDirectory);
+      directoryFd = libc.openDirectory(`${procRoot}/${entry}/fd`);
     } catch (error) {
       if (isSystemCallError(error, 'EACCES', 'EPERM')) unreadableProcesses++;
       continue; // exited meanwhile, or a kernel thread's empty fd table
     }
     try {
-      try {
-        fds = readdirSync(fdDirectory);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EACCES') unreadableProcesses++;
-        continue;
-      }
       let command: string | undefined;
-      for (const fdName of fds) {
-        const length = libc.readlinkAt(directoryFd, fdName, link);
-        if (length < 0) {
-          // EACCES: the directory could be listed (CAP_DAC_READ_SEARCH) but not its links
-          // (the ptrace check): the process is unreadable, not empty.
-          if (length === -constants.errno.EACCES) {
-            unreadableProcesses++;
-            break;
-          }
-          continue; // closed meanwhile
+      listing: for (;;) {
+        const filled = libc.getdents64(directoryFd, dirents);
+        if (filled <= 0) {
+          if (filled === -constants.errno.EACCES) unreadableProcesses++;
+          break; // the end, or the process exited meanwhile
         }
-        const inode = socketInodeOfLink(link, length);
-        if (inode < 0 || (wanted && !wanted.has(inode))) continue;
-        if (!isDecimal(fdName)) continue;
-        command ??= readCommand(pid, procRoot);
-        const owner: SocketOwner = { pid, fd: Number(fdName), command };
-        const list = owners.get(inode);
-        if (list) list.push(owner);
-        else owners.set(inode, [owner]);
+        let recordLength: number;
+        for (let record = 0; record < filled; record += recordLength) {
+          const reclen = record + libc.DIRENT64_RECLEN_OFFSET;
+          recordLength = (dirents[reclen] as number) | ((dirents[reclen + 1] as number) << 8);
+          const fd = fdNameAt(dirents, record + libc.DIRENT64_NAME_OFFSET, name);
+          if (fd < 0) continue;
+          const length = libc.readlinkAt(directoryFd, name, link);
+          if (length < 0) {
+            // EACCES: the directory could be listed (CAP_DAC_READ_SEARCH) but not its links
+            // (the ptrace check): the process is unreadable, not empty.
+            if (length === -constants.errno.EACCES) {
+              unreadableProcesses++;
+              break listing;
+            }
+            continue; // closed meanwhile
+          }
+          const inode = socketInodeOfLink(link, length);
+          if (inode < 0 || (wanted && !wanted.has(inode))) continue;
+          command ??= readCommand(pid, procRoot);
+          addOwner(owners, inode, { pid, fd, command });
+        }
       }
     } finally {
       libc.close(directoryFd);

@@ -98,9 +98,10 @@ export function openDirectory(path: string): number {
 /**
  * readlinkat(2) into `target`: the link's length in bytes (not NUL-terminated, cut at
  * the buffer's size), or the negated errno, so that a scan over thousands of fds can
- * skip a vanished one without an exception.
+ * skip a vanished one without an exception. `name` may be the NUL-terminated bytes of
+ * the name, as getdents64 lists them, which spares a JS string per call.
  */
-export function readlinkAt(directoryFd: number, name: string, target: Uint8Array): number {
+export function readlinkAt(directoryFd: number, name: string | Uint8Array, target: Uint8Array): number {
   const length = Number(c.readlinkat(directoryFd, name, target, target.byteLength));
   return length < 0 ? -koffi.errno() : length;
 }
@@ -230,4 +231,25 @@ export function mapAnonymous(length: number): MappedMemory {
 
 export function unmap(memory: MappedMemory): void {
   if ((c.munmap(memory.pointer, memory.length) as number) < 0) fail('munmap');
+}
+
+// getdents64 has no glibc wrapper before 2.30 (Node 20 runs on 2.28), so it goes through
+// syscall(2), declared with a pointer argument; its number is 217 on x86_64 and 61 in the
+// generic table arm64 uses.
+const SYS_getdents64 = process.arch === 'x64' ? 217 : 61;
+const getdents64Call = libc.func('long syscall(long number, long fd, void *buffer, size_t size)');
+
+/** Offsets in a struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name. */
+export const DIRENT64_RECLEN_OFFSET = 16;
+export const DIRENT64_NAME_OFFSET = 19;
+
+/**
+ * getdents64(2): fills `buffer` with the next struct linux_dirent64 records of the open
+ * directory `fd` (each d_name NUL-terminated, little-endian d_reclen on our targets).
+ * Returns the byte count, 0 at the end, or the negated errno. Unlike readdirSync it makes
+ * no JS string per entry and does not sort.
+ */
+export function getdents64(fd: number, buffer: Uint8Array): number {
+  const length = Number(getdents64Call(SYS_getdents64, fd, buffer, buffer.byteLength));
+  return length < 0 ? -koffi.errno() : length;
 }

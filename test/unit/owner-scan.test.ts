@@ -56,6 +56,10 @@ describe('scanSocketOwners over a fake /proc', () => {
     process(100, 'server', { '0': '/dev/null', '3': 'socket:[555]', '4': 'pipe:[7]', '5': 'socket:[556]' });
     process(200, 'worker', { '7': 'socket:[555]', '8': 'socket:[999]' });
     process(300, 'idle', {});
+    // One socket on two fds of one process (dup), and more fds than one getdents64 call returns.
+    const many: Record<string, string> = { '9': 'socket:[777]', '10': 'socket:[777]' };
+    for (let fd = 11; fd < 4000; fd++) many[String(fd)] = `socket:[${100_000 + fd}]`;
+    process(400, 'busy', many);
     mkdirSync(join(root, 'self'));
     writeFileSync(join(root, 'uptime'), '1 1\n');
   });
@@ -70,7 +74,20 @@ describe('scanSocketOwners over a fake /proc', () => {
     ]);
     expect(owners.get(556)).toEqual([{ pid: 100, fd: 5, command: 'server' }]);
     expect(owners.get(999)).toEqual([{ pid: 200, fd: 8, command: 'worker' }]);
-    expect([...owners.keys()].sort()).toEqual([555, 556, 999]);
+    expect([...owners.keys()].filter((inode) => inode < 100_000).sort()).toEqual([555, 556, 777, 999]);
+  });
+
+  it('lists the fds of one process holding a socket twice in the order of their names as strings', () => {
+    expect(scanSocketOwners(root).owners.get(777)).toEqual([
+      { pid: 400, fd: 10, command: 'busy' },
+      { pid: 400, fd: 9, command: 'busy' },
+    ]);
+  });
+
+  it('reads a directory too large for one getdents64 call to its end', () => {
+    const { owners } = scanSocketOwners(root);
+    for (let fd = 11; fd < 4000; fd++)
+      expect(owners.get(100_000 + fd)).toEqual([{ pid: 400, fd, command: 'busy' }]);
   });
 
   it('keeps only the wanted inodes when given a set', () => {
