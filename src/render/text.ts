@@ -130,13 +130,21 @@ export function formatRow(socket: SocketRecord, settings: TextRenderSettings): s
   return line;
 }
 
-/** One table: its header, then its rows, each line ending in "\n". */
+/** One table, line by line: its header, then its rows, each line ending in "\n". */
+export function* renderTableLines(
+  table: TableName,
+  sockets: readonly SocketRecord[],
+  settings: TextRenderSettings,
+): Generator<string> {
+  yield `${tableHeader(table, settings.showProcesses)}\n`;
+  for (const socket of sockets) yield `${formatRow(socket, settings)}\n`;
+}
+
+/** One table as one string: its header, then its rows, each line ending in "\n". */
 export function renderTable(
   table: TableName,
   sockets: readonly SocketRecord[],
   settings: TextRenderSettings,
 ): string {
-  const lines = [tableHeader(table, settings.showProcesses)];
-  for (const socket of sockets) lines.push(formatRow(socket, settings));
-  return `${lines.join('\n')}\n`;
+  return [...renderTableLines(table, sockets, settings)].join('');
 }
