@@ -4,7 +4,7 @@
  */
 import * as util from 'node:util';
 import { formatEndpoint } from '../address.js';
-import type { SocketRecord, TableName } from '../model.js';
+import type { SocketOwner, SocketRecord, TableName } from '../model.js';
 import { formatOptionsColumn, type OptionSelection } from '../options/display.js';
 import type { KeepaliveDefaults } from '../procfs/sysctl.js';
 import { STATE_ABBREVIATIONS } from '../states.js';
@@ -86,14 +86,17 @@ export function escapeControlCharacters(text: string): string {
   });
 }
 
+function formatOwner(owner: SocketOwner): string {
+  return `${owner.pid}/${escapeControlCharacters(owner.command).replaceAll(',', '\\x2c')}`;
+}
+
 /** `pid/comm` per owner, joined with commas; a comma inside a name is escaped too. */
 export function formatProcesses(socket: SocketRecord): string {
-  if (socket.processes.length === 0) return '-';
-  const seen = new Set<string>();
-  for (const p of socket.processes) {
-    seen.add(`${p.pid}/${escapeControlCharacters(p.command).replaceAll(',', '\\x2c')}`);
-  }
-  return [...seen].join(',');
+  const owners = socket.processes;
+  if (owners.length === 0) return '-';
+  // Most sockets have one owner (a process holding it twice is shown once).
+  if (owners.length === 1) return formatOwner(owners[0] as SocketOwner);
+  return [...new Set(owners.map(formatOwner))].join(',');
 }
 
 const UNREADABLE_MARKERS: ReadonlyArray<readonly [RegExp, string]> = [
