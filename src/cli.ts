@@ -3,14 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { type CliRequest, parseCliArguments } from './args.js';
 import { HELP } from './help.js';
+import { type ChunkSink, writeInChunks } from './render/chunks.js';
 import { escapeControlCharacters, shouldUseColour } from './render/text.js';
 import { UsageError } from './sys/errors.js';
 
 // The collector (and with it koffi's native library) is loaded only once the arguments
 // are good: --help, --version and usage errors answer at once.
 const loadView = () => import('./view.js');
-
-const OUTPUT_CHUNK_SIZE = 64 * 1024;
 
 function version(): string {
   const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -19,10 +18,8 @@ function version(): string {
   return packageJson.version;
 }
 
-interface Output {
-  write(text: string): boolean;
-  readonly closed: boolean;
-  drained(): Promise<void>;
+interface Output extends ChunkSink {
+  write(data: string | Uint8Array): boolean;
 }
 
 /** Writes to stdout; a reader that went away (EPIPE, e.g. `| head`) ends us quietly. */
@@ -37,8 +34,11 @@ function createOutput(): Output {
     throw error;
   });
   return {
-    write(text: string) {
-      return closed ? true : process.stdout.write(text);
+    write(data: string | Uint8Array) {
+      return closed ? true : process.stdout.write(data);
+    },
+    get pendingBytes() {
+      return process.stdout.writableLength;
     },
     get closed() {
       return closed;
@@ -127,25 +127,14 @@ export async function main(argv: readonly string[]): Promise<void> {
     await watch(request, output, request.watch);
     return;
   }
-  const { renderJsonDocument, renderText, takeSnapshot } = await loadView();
+  const { renderJsonDocument, renderTextDocument, takeSnapshot } = await loadView();
   const snapshot = takeSnapshot(request);
-  if (request.json) {
-    // Wait for the reader at each chunk, so a slow pipe never makes us hold the whole
-    // document in memory.
-    // Chunks of about 64 KiB: one write(2) per socket would cost a system call each.
-    let pending = '';
-    for (const chunk of renderJsonDocument(request, snapshot)) {
-      pending += chunk;
-      if (pending.length < OUTPUT_CHUNK_SIZE) continue;
-      if (output.closed) break;
-      const flowing = output.write(pending);
-      pending = '';
-      if (!flowing) await output.drained();
-    }
-    if (pending !== '') output.write(pending);
-  } else {
-    output.write(renderText(request, snapshot, shouldUseColour(process.stdout)));
-  }
+  await writeInChunks(
+    request.json
+      ? renderJsonDocument(request, snapshot)
+      : renderTextDocument(request, snapshot, shouldUseColour(process.stdout)),
+    output,
+  );
   for (const warning of snapshot.warnings) warn(warning);
 }
 

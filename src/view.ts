@@ -12,7 +12,7 @@ import { optionsNeeded } from './options/display.js';
 import { type KeepaliveDefaults, readKeepaliveDefaults } from './procfs/sysctl.js';
 import { renderJson, stringifyJson, toJsonSocket } from './render/json.js';
 import { renderSummaryJson, renderSummaryText, summarize } from './render/summary.js';
-import { renderTable } from './render/text.js';
+import { renderTableLines } from './render/text.js';
 
 export interface Snapshot {
   time: Date;
@@ -45,22 +45,34 @@ export function takeSnapshot(request: CliRequest): Snapshot {
   };
 }
 
-/** The snapshot as text: the tables (or the summary), each line ending in "\n". */
-export function renderText(request: CliRequest, snapshot: Snapshot, colour: boolean): string {
-  if (request.summary)
-    return renderSummaryText(summarize(snapshot.sockets, request.tables, snapshot.keepalive));
+/**
+ * The snapshot as text, line by line (each ending in "\n"): the tables, or the summary.
+ * The CLI streams it, so that the whole text is never held at once.
+ */
+export function* renderTextDocument(
+  request: CliRequest,
+  snapshot: Snapshot,
+  colour: boolean,
+): Generator<string> {
+  if (request.summary) {
+    yield renderSummaryText(summarize(snapshot.sockets, request.tables, snapshot.keepalive));
+    return;
+  }
   const settings = {
     selection: request.selection,
     keepalive: snapshot.keepalive,
     showProcesses: request.showProcesses,
     colour,
   };
-  let out = '';
-  for (const table of request.tables) {
-    const rows = snapshot.sockets.filter((s) => tableOf(s.protocol, s.family) === table);
-    out += renderTable(table, rows, settings);
-  }
-  return out;
+  // One pass sorts the sockets into their tables (a table not asked for has none).
+  const rows = new Map<TableName, SocketRecord[]>(request.tables.map((table) => [table, []]));
+  for (const socket of snapshot.sockets) rows.get(tableOf(socket.protocol, socket.family))?.push(socket);
+  for (const [table, sockets] of rows) yield* renderTableLines(table, sockets, settings);
+}
+
+/** The whole text at once, for watch mode's frames. */
+export function renderText(request: CliRequest, snapshot: Snapshot, colour: boolean): string {
+  return [...renderTextDocument(request, snapshot, colour)].join('');
 }
 
 /** The snapshot as --json prints it: an array of sockets, or the summary object. */

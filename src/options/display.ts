@@ -2,7 +2,7 @@
  * knetstat's Options column: which options show, in what order, in what units.
  * See DESIGN.md, "knetstat's text format".
  */
-import type { SocketRecord } from '../model.js';
+import type { SocketOptions, SocketRecord } from '../model.js';
 import type { KeepaliveDefaults } from '../procfs/sysctl.js';
 import { OPTION_CATALOGUE } from './catalogue.js';
 
@@ -22,58 +22,75 @@ export function optionsNeeded(selection: OptionSelection): Set<string> | undefin
   return new Set(OPTION_CATALOGUE.filter((o) => o.set === 'knetstat').map((o) => o.name));
 }
 
-function knetstatOptions(socket: SocketRecord, keepalive: KeepaliveDefaults): string[] {
-  const o = socket.options ?? {};
-  const out: string[] = [];
-  const show = (name: string, suffix = '') => {
-    const value = o[name];
-    if (value !== undefined && value !== null) out.push(`${name}=${value}${suffix}`);
-  };
-  const showIfSet = (name: string, suffix = '') => {
-    const value = o[name];
-    if (typeof value === 'number' && value !== 0) out.push(`${name}=${value}${suffix}`);
-  };
-  // An override equal to the namespace's sysctl cannot be told apart from none: not shown.
-  const showIfOverridden = (name: string, sysctl: number | null) => {
-    const value = o[name];
-    if (typeof value === 'number' && sysctl !== null && value !== sysctl) out.push(`${name}=${value}`);
-  };
-  const lock = typeof o.SO_BUF_LOCK === 'number' ? o.SO_BUF_LOCK : 0;
-  const showBuffer = (name: string, bit: number) => {
-    const value = o[name];
-    if (lock & bit && typeof value === 'number') out.push(`${name}=${Math.floor(value / 2)}`);
-  };
+type Parts = string[];
 
-  show('SO_REUSEADDR');
-  show('SO_REUSEPORT');
+// The Options column is built for every row: plain functions that push onto the row's
+// list, rather than closures made anew for each row.
+
+function show(out: Parts, o: SocketOptions, name: string, suffix = ''): void {
+  const value = o[name];
+  if (value !== undefined && value !== null) out.push(`${name}=${value}${suffix}`);
+}
+
+function showIfSet(out: Parts, o: SocketOptions, name: string, suffix = ''): void {
+  const value = o[name];
+  if (typeof value === 'number' && value !== 0) out.push(`${name}=${value}${suffix}`);
+}
+
+/** An override equal to the namespace's sysctl cannot be told apart from none: not shown. */
+function showIfOverridden(out: Parts, o: SocketOptions, name: string, sysctl: number | null): void {
+  const value = o[name];
+  if (typeof value === 'number' && sysctl !== null && value !== sysctl) out.push(`${name}=${value}`);
+}
+
+/** A buffer size shows only when set explicitly (its SO_BUF_LOCK bit), halved as knetstat does. */
+function showBuffer(out: Parts, o: SocketOptions, name: string, lock: number, bit: number): void {
+  const value = o[name];
+  if (lock & bit && typeof value === 'number') out.push(`${name}=${Math.floor(value / 2)}`);
+}
+
+function knetstatOptions(socket: SocketRecord, keepalive: KeepaliveDefaults): Parts {
+  const o = socket.options ?? {};
+  const out: Parts = [];
+  const lock = typeof o.SO_BUF_LOCK === 'number' ? o.SO_BUF_LOCK : 0;
+
+  show(out, o, 'SO_REUSEADDR');
+  show(out, o, 'SO_REUSEPORT');
   if (socket.protocol === 'tcp') {
-    show('SO_KEEPALIVE');
-    showIfOverridden('TCP_KEEPIDLE', keepalive.time);
-    showIfOverridden('TCP_KEEPCNT', keepalive.probes);
-    showIfOverridden('TCP_KEEPINTVL', keepalive.interval);
-    showIfSet('TCP_USER_TIMEOUT');
+    show(out, o, 'SO_KEEPALIVE');
+    showIfOverridden(out, o, 'TCP_KEEPIDLE', keepalive.time);
+    showIfOverridden(out, o, 'TCP_KEEPCNT', keepalive.probes);
+    showIfOverridden(out, o, 'TCP_KEEPINTVL', keepalive.interval);
+    showIfSet(out, o, 'TCP_USER_TIMEOUT');
   }
-  showBuffer('SO_RCVBUF', SOCK_RCVBUF_LOCK);
-  showBuffer('SO_SNDBUF', SOCK_SNDBUF_LOCK);
-  showIfSet('SO_RCVTIMEO', 'ms');
-  showIfSet('SO_SNDTIMEO', 'ms');
+  showBuffer(out, o, 'SO_RCVBUF', lock, SOCK_RCVBUF_LOCK);
+  showBuffer(out, o, 'SO_SNDBUF', lock, SOCK_SNDBUF_LOCK);
+  showIfSet(out, o, 'SO_RCVTIMEO', 'ms');
+  showIfSet(out, o, 'SO_SNDTIMEO', 'ms');
   if (typeof o.SO_LINGER === 'number') out.push(`SO_LINGER=${o.SO_LINGER}s`);
   if (socket.protocol === 'tcp') {
-    show('TCP_NODELAY');
+    show(out, o, 'TCP_NODELAY');
     // Shown like the flags, 0 included (DESIGN marks neither as "only when set"; the
     // module printed both unconditionally, TCP_FASTOPEN on listeners only).
-    if (socket.state === 'LISTEN') show('TCP_FASTOPEN');
-    show('TCP_DEFER_ACCEPT');
+    if (socket.state === 'LISTEN') show(out, o, 'TCP_FASTOPEN');
+    show(out, o, 'TCP_DEFER_ACCEPT');
   } else {
-    show('SO_BROADCAST');
+    show(out, o, 'SO_BROADCAST');
   }
   return out;
 }
 
-function rawOption(name: string, value: unknown): string | null {
-  if (value === undefined || value === '') return null;
-  return `${name}=${value === null ? 'off' : value}`;
+/** Raw `NAME=value`, `off` for null; nothing for an option not read or an empty string. */
+function showRaw(out: Parts, o: SocketOptions, name: string): void {
+  const value = o[name];
+  if (value === undefined || value === '') return;
+  out.push(`${name}=${value === null ? 'off' : value}`);
 }
+
+/** What `-o all` adds after knetstat's set, in catalogue order. */
+const EXTENDED_OPTION_NAMES: readonly string[] = OPTION_CATALOGUE.filter((o) => o.set === 'extended').map(
+  (o) => o.name,
+);
 
 /** The Options column's text for one full socket whose options were read. */
 export function formatOptionsColumn(
@@ -83,18 +100,11 @@ export function formatOptionsColumn(
 ): string {
   const options = socket.options ?? {};
   if (selection.kind === 'names') {
-    return selection.names
-      .map((name) => rawOption(name, options[name]))
-      .filter((s) => s !== null)
-      .join(',');
+    const parts: Parts = [];
+    for (const name of selection.names) showRaw(parts, options, name);
+    return parts.join(',');
   }
   const parts = knetstatOptions(socket, keepalive);
-  if (selection.kind === 'all') {
-    for (const spec of OPTION_CATALOGUE) {
-      if (spec.set !== 'extended') continue;
-      const part = rawOption(spec.name, options[spec.name]);
-      if (part) parts.push(part);
-    }
-  }
+  if (selection.kind === 'all') for (const name of EXTENDED_OPTION_NAMES) showRaw(parts, options, name);
   return parts.join(',');
 }

@@ -4,7 +4,7 @@
  */
 import * as util from 'node:util';
 import { formatEndpoint } from '../address.js';
-import type { SocketRecord, TableName } from '../model.js';
+import type { SocketOwner, SocketRecord, TableName } from '../model.js';
 import { formatOptionsColumn, type OptionSelection } from '../options/display.js';
 import type { KeepaliveDefaults } from '../procfs/sysctl.js';
 import { STATE_ABBREVIATIONS } from '../states.js';
@@ -86,14 +86,17 @@ export function escapeControlCharacters(text: string): string {
   });
 }
 
+function formatOwner(owner: SocketOwner): string {
+  return `${owner.pid}/${escapeControlCharacters(owner.command).replaceAll(',', '\\x2c')}`;
+}
+
 /** `pid/comm` per owner, joined with commas; a comma inside a name is escaped too. */
 export function formatProcesses(socket: SocketRecord): string {
-  if (socket.processes.length === 0) return '-';
-  const seen = new Set<string>();
-  for (const p of socket.processes) {
-    seen.add(`${p.pid}/${escapeControlCharacters(p.command).replaceAll(',', '\\x2c')}`);
-  }
-  return [...seen].join(',');
+  const owners = socket.processes;
+  if (owners.length === 0) return '-';
+  // Most sockets have one owner (a process holding it twice is shown once).
+  if (owners.length === 1) return formatOwner(owners[0] as SocketOwner);
+  return [...new Set(owners.map(formatOwner))].join(',');
 }
 
 const UNREADABLE_MARKERS: ReadonlyArray<readonly [RegExp, string]> = [
@@ -130,13 +133,21 @@ export function formatRow(socket: SocketRecord, settings: TextRenderSettings): s
   return line;
 }
 
-/** One table: its header, then its rows, each line ending in "\n". */
+/** One table, line by line: its header, then its rows, each line ending in "\n". */
+export function* renderTableLines(
+  table: TableName,
+  sockets: readonly SocketRecord[],
+  settings: TextRenderSettings,
+): Generator<string> {
+  yield `${tableHeader(table, settings.showProcesses)}\n`;
+  for (const socket of sockets) yield `${formatRow(socket, settings)}\n`;
+}
+
+/** One table as one string: its header, then its rows, each line ending in "\n". */
 export function renderTable(
   table: TableName,
   sockets: readonly SocketRecord[],
   settings: TextRenderSettings,
 ): string {
-  const lines = [tableHeader(table, settings.showProcesses)];
-  for (const socket of sockets) lines.push(formatRow(socket, settings));
-  return `${lines.join('\n')}\n`;
+  return [...renderTableLines(table, sockets, settings)].join('');
 }
