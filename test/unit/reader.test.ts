@@ -560,6 +560,27 @@ describe('collectSockets with injected system calls over a fake /proc', () => {
       expect(access.open.size).toBe(0);
     });
 
+    it('hands the ring only catalogue options and SO_COOKIE, with the whole catalogue asked for', () => {
+      const { access, ring } = ringed({ 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 } } } }, {});
+      const tcp = { ...socketRecord(500, [owner(10, 3)]), cookie: '500000' };
+      const udp = {
+        ...socketRecord(501, [owner(10, 4)], 'UNCONN'),
+        protocol: 'udp' as const,
+        cookie: '501000',
+      };
+      read(access, [tcp, udp], null);
+      const allowed = new Set([
+        `getsockopt ${SOL_SOCKET}/${SO_COOKIE}`,
+        ...OPTION_CATALOGUE.filter((o) => o.level === SOL_SOCKET).map(
+          (o) => `getsockopt ${o.level}/${o.optname}`,
+        ),
+        'close',
+      ]);
+      expect(ring.log.length).toBeGreaterThan(20);
+      expect(ring.log.filter((call) => !allowed.has(call))).toEqual([]);
+      expect(ring.log.filter((call) => call === 'close')).toHaveLength(2);
+    });
+
     it('a batch that never reached the kernel: the duplicate is closed here, once, and plain calls take over', () => {
       const { access, ring } = ringed(
         { 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 } } } },
