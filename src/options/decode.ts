@@ -4,15 +4,18 @@ import type { OptionDecoding } from './catalogue.js';
 
 const UNLIMITED_U64 = 0xffffffffffffffffn;
 
-// The reader decodes every option out of slots of one reused memory block: one view of
-// the block, not one per call; reads add the slot's offset.
-let viewedBuffer: ArrayBufferLike | undefined;
-let view: DataView = new DataView(new ArrayBuffer(0));
+// The reader decodes every option out of slots of a few reused memory blocks (the plain
+// calls' and the io_uring's): one view per block, not one per call; reads add the slot's
+// offset.
+const views = new Map<ArrayBufferLike, DataView>();
 
 function viewOf(bytes: Uint8Array): DataView {
-  if (bytes.buffer !== viewedBuffer) {
-    viewedBuffer = bytes.buffer;
+  let view = views.get(bytes.buffer);
+  if (!view) {
+    // Blocks come and go with readers; the few live ones are all that is kept.
+    if (views.size > 8) views.clear();
     view = new DataView(bytes.buffer);
+    views.set(bytes.buffer, view);
   }
   return view;
 }
