@@ -3,7 +3,7 @@
  * /proc/PID/fd. /proc lists thread-group leaders only, so each process is seen once;
  * a process that exits or that we may not read is skipped.
  *
- * This is one readlink per open fd on the host, the scan's whole cost: each is a
+ * This is one readlink per open fd on the host, most of the scan's cost: each is a
  * readlinkat(2) relative to the process's fd directory into one reused buffer, and the
  * inode is parsed from the bytes. The fd names come from getdents64 into another reused
  * buffer and go to readlinkat as bytes, so an fd that is not a wanted socket allocates
@@ -22,7 +22,7 @@ const CLOSING_BRACKET = 0x5d;
 const LINK_BUFFER_SIZE = 32;
 /** An fd number (at most 10 digits) and its NUL. */
 const NAME_BUFFER_SIZE = 16;
-/** getdents64 records for some 2,700 fds (24 bytes each) per call. */
+/** getdents64 records for 2,000 to 2,700 fds per call (24 or 32 bytes each). */
 const DIRENT_BUFFER_SIZE = 64 * 1024;
 
 /** Control characters and invalid UTF-8 in a command name stay visible but inert. */
