@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import type { Collection, Family, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
-import { ReadHelper } from './options/helper-thread.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
@@ -32,8 +31,6 @@ export interface CollectSettings {
    * (Linux 6.7+; default true, and plain system calls where io_uring is refused).
    */
   ioUring?: boolean;
-  /** Let a second thread read a share of the options when there are many sockets (default true). */
-  helperThread?: boolean;
   /** For tests: another /proc, or injected system calls. */
   procRoot?: string;
   fdAccess?: FdAccess;
@@ -200,9 +197,6 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const tables = settings.tables ?? TABLES;
   const procRoot = settings.procRoot ?? '/proc';
   const warnings: string[] = [];
-  // The helper thread loads while the sockets are listed (see options/helper-thread.ts).
-  if (settings.options !== false && settings.fdAccess === undefined && settings.helperThread !== false)
-    ReadHelper.shared();
   let source: Source = settings.source === 'proc' ? 'proc' : 'netlink';
   const byTable = new Map<TableName, SocketRecord[]>();
   for (const table of TABLES) {
@@ -248,7 +242,6 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
         only: settings.options,
         access: settings.fdAccess,
         ioUring: settings.ioUring,
-        helperThread: settings.helperThread,
         refuseDuplication,
       });
       try {

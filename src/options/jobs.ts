@@ -1,5 +1,5 @@
 /**
- * The work of reading options, as plain columns that can be handed to another thread:
+ * The work of reading options, as plain columns (that another process could be handed):
  * one row per socket that has an owner to duplicate it from, and for each row the
  * owners to try (with the pidfd already opened), the identity to check, and which of
  * its options the sock_diag reply already gave (those are not read again).
@@ -69,8 +69,6 @@ export interface ReadJobs {
   /** The owner's pidfd, or the negated errno of its pidfd_open. */
   ownerPidfd: Int32Array;
   ownerFd: Int32Array;
-  /** Where row r's values start in a flat value list: the sum of earlier rows' list lengths. */
-  valueStart: Int32Array;
 }
 
 export function allocateJobs(rows: number, owners: number): ReadJobs {
@@ -85,7 +83,6 @@ export function allocateJobs(rows: number, owners: number): ReadJobs {
     ownerPid: new Int32Array(owners),
     ownerPidfd: new Int32Array(owners),
     ownerFd: new Int32Array(owners),
-    valueStart: new Int32Array(rows + 1),
   };
 }
 

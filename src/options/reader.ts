@@ -1,15 +1,16 @@
 /**
  * Reads each socket's options from its owner, in three steps: plan (here: decide what
  * each socket needs, open one pidfd per process, and lay the work out as job rows),
- * read (row-reader.ts: duplicate, prove identity, getsockopt, close — on this thread
- * and, for many sockets, on a helper thread too), and finish (here: turn each row's
- * values into the socket's options, or its failure into optionsError).
+ * read (row-reader.ts: duplicate, prove identity, getsockopt, close: nothing but system
+ * calls and their bytes), and finish (here: turn each row's values into the socket's
+ * options, or its failure into optionsError). The rows are plain columns so that the
+ * read step could run elsewhere; a worker thread was tried and gave nothing here (see
+ * README, "What the time goes to"), a second process is the next thing to try.
  */
 import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
 import { SystemCallError } from '../sys/errors.js';
 import type { OptionSpec, SockDiagSource } from './catalogue.js';
 import { directFdAccess, type FdAccess, libcFdAccess } from './fd-access.js';
-import { type HelperChunk, MIN_HELPER_ROWS, ReadHelper } from './helper-thread.js';
 import {
   allocateJobs,
   type ReadJobs,
@@ -60,11 +61,6 @@ export interface ReadOptionsSettings {
   refuseDuplication?: string;
   /** Batch SOL_SOCKET calls and closes in an io_uring where the kernel allows (default true; not with `access`). */
   ioUring?: boolean;
-  /**
-   * Let a helper thread read a share of many sockets (default true; never with injected
-   * `access`, whose fakes live on this thread).
-   */
-  helperThread?: boolean;
 }
 
 type ProcessHandle = { pidfd: number } | { error: SystemCallError };
@@ -73,7 +69,6 @@ export class OptionReader {
   private readonly access: FdAccess;
   private readonly only: ReadonlySet<string> | undefined;
   private readonly refuseDuplication: string | undefined;
-  private readonly useHelper: boolean;
   private readonly ioUring: boolean;
   private readonly processes = new Map<number, ProcessHandle>();
   private readonly specs: SpecLists;
@@ -100,7 +95,6 @@ export class OptionReader {
     this.access = settings.access ?? (this.ioUring ? libcFdAccess : directFdAccess);
     this.only = settings.only;
     this.refuseDuplication = settings.refuseDuplication;
-    this.useHelper = settings.access === undefined && (settings.helperThread ?? true);
     this.specs = new SpecLists(settings.only);
     this.rows = new RowReader(this.access, this.specs);
   }
@@ -141,53 +135,21 @@ export class OptionReader {
     const rowSockets: SocketRecord[] = [];
     for (const socket of sockets) if (this.plan(socket, jobs)) rowSockets.push(socket);
 
-    // Each row is settled as soon as its values are in, on whichever thread read it:
-    // no list of every socket's values is ever held.
+    // Each row is settled as soon as its values are in: no list of every socket's values
+    // is ever held.
     const status = new Uint8Array(jobs.count);
-    const settle = (
-      row: number,
-      outcome: number,
-      read: ReadonlyArray<unknown>,
-      at: number,
-      message?: string,
-    ) => {
+    for (let row = 0; row < jobs.count; row++) {
+      const outcome = this.rows.readRow(jobs, row);
       status[row] = outcome;
       const socket = rowSockets[row] as SocketRecord;
       if (outcome === 0) {
-        socket.options = this.finish(socket, jobs, row, read, at);
+        socket.options = this.finish(socket, jobs, row, this.rows.values);
         delete socket.optionsError;
         this.summary.read++;
       } else {
         const reason = UNREADABLE_REASONS[outcome - 1] as UnreadableReason;
-        this.fail(socket, reason, message ?? reason);
+        this.fail(socket, reason, this.rows.message);
       }
-    };
-    const readRow = (row: number) => {
-      const outcome = this.rows.readRow(jobs, row);
-      settle(row, outcome, this.rows.values, 0, this.rows.message);
-    };
-    const helper = this.useHelper && jobs.count >= MIN_HELPER_ROWS ? ReadHelper.shared() : null;
-    if (helper) {
-      const take = (chunk: HelperChunk) => {
-        let next = 0;
-        for (let row = chunk.start; row < chunk.end; row++) {
-          const outcome = chunk.status[row - chunk.start] as number;
-          settle(row, outcome, chunk.values, next, chunk.messages[row - chunk.start]);
-          if (outcome === 0) next += (jobs.valueStart[row + 1] as number) - (jobs.valueStart[row] as number);
-        }
-      };
-      const only = this.only ? [...this.only] : null;
-      const leftOver = helper.share(
-        jobs,
-        { only, ioUring: this.ioUring },
-        (start, end) => {
-          for (let row = start; row < end; row++) readRow(row);
-        },
-        take,
-      );
-      for (const row of leftOver) readRow(row);
-    } else {
-      for (let row = 0; row < jobs.count; row++) readRow(row);
     }
 
     // A socket that vanished during the scan (every owner closed it or exited) is dropped.
@@ -259,7 +221,6 @@ export class OptionReader {
       o++;
     }
     jobs.ownerStart[row + 1] = o;
-    jobs.valueStart[row + 1] = (jobs.valueStart[row] as number) + specs.length;
     return true;
   }
 
@@ -273,15 +234,14 @@ export class OptionReader {
     socket: SocketRecord,
     jobs: ReadJobs,
     row: number,
-    read: ReadonlyArray<unknown>,
-    at: number,
+    read: ReadonlyArray<OptionValue | undefined>,
   ): SocketOptions {
     const specs = this.specs.get(jobs.key[row] as number);
     const values = this.values;
     let present = 0;
     for (let i = 0; i < specs.length; i++) {
       const source = (specs[i] as OptionSpec).sockDiag;
-      const fromRow = read[at + i] as OptionValue | undefined;
+      const fromRow = read[i];
       const value = source ? (valueFromSockDiag(source, socket) ?? fromRow) : fromRow;
       values[i] = value;
       if (value !== undefined) present++;

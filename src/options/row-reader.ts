@@ -5,8 +5,6 @@
  * list, and the close — microseconds from first to last. The duplicate is a bare number
  * that never reaches net, dgram or libuv, which would set O_NONBLOCK on the open file
  * description the owner shares.
- *
- * The same code runs on the main thread and on the helper thread (read-worker.ts).
  */
 import type { OptionValue } from '../model.js';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';

@@ -103,6 +103,20 @@ describe.skipIf(skip !== null)(
       await child?.stop();
     });
 
+    it('reads the same values with io_uring batches as with one system call each', () => {
+      const options = (settings: Record<string, unknown>) =>
+        new Map(
+          child
+            .collect(settings)
+            .sockets.map((s) => [s.inode, stableOptions(s as unknown as JsonSocket)] as const),
+        );
+      const batched = options({});
+      const plain = options({ ioUring: false });
+      expect(batched.size).toBe(8);
+      expect([...batched.values()].every((o) => o !== null)).toBe(true);
+      expect(batched).toEqual(plain);
+    });
+
     it('lists the same sockets both ways, each with its options read', () => {
       const key = (s: JsonSocket) => `${s.protocol}${s.family}:${s.inode}`;
       expect(fromNetlink.map(key).sort()).toEqual(fromProc.map(key).sort());
