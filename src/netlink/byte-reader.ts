@@ -5,6 +5,30 @@ import { ProtocolError } from '../sys/errors.js';
 export const hostIsLittleEndian = endianness() === 'LE';
 
 /**
+ * A received datagram and the views its parsers read through, made once per datagram
+ * rather than per message. `words` reads the host-order 32-bit fields (nlmsghdr,
+ * inet_diag_msg, tcp_info, sk_meminfo) as plain array loads: netlink pads every message
+ * and attribute to 4 bytes, so those fields sit on 4-byte boundaries of the datagram.
+ * Neither view reaches past `bytes`; a 32-bit read past its end gives undefined.
+ */
+export interface Datagram {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly words: Uint32Array;
+}
+
+export function datagramOf(bytes: Uint8Array): Datagram {
+  // A Uint32Array must start on a multiple of 4. The receive buffer does; bytes handed in
+  // by a caller (a test, a capture) may not, and are then read from an aligned copy.
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  return {
+    bytes: aligned,
+    view: new DataView(aligned.buffer, aligned.byteOffset, aligned.byteLength),
+    words: new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 2),
+  };
+}
+
+/**
  * A bounds-checked cursor over one struct or message. Every read checks the bytes are
  * there first, so a truncated or lying length becomes a ProtocolError, never a read past
  * the end of the buffer.

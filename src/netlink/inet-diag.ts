@@ -4,10 +4,10 @@
  * sock_diag.h and tcp.h. Ports and addresses are in network order; everything else
  * in host order.
  */
-import { formatIPv4, formatIPv6 } from '../address.js';
+import { formatIPv4At, formatIPv6At } from '../address.js';
 import type { Endpoint, Family, SockDiagOptionFacts, SocketMemoryInfo, TcpInfo } from '../model.js';
 import { ProtocolError } from '../sys/errors.js';
-import { hostIsLittleEndian } from './byte-reader.js';
+import { type Datagram, datagramOf, hostIsLittleEndian } from './byte-reader.js';
 import { align4 } from './message.js';
 
 export const SOCK_DIAG_BY_FAMILY = 20;
@@ -93,58 +93,170 @@ function attributeLength(view: DataView, at: number, size: number, base: number)
   return length;
 }
 
-/**
- * struct inet_diag_msg and the attributes after it. This runs once per socket, so it
- * reads through one DataView by offset: no reader, slice or object per field or attribute.
- */
+/** struct inet_diag_msg and the attributes after it, from a payload of its own. */
 export function parseInetDiagMessage(payload: Uint8Array, settings: ParseSettings = {}): InetDiagMessage {
-  const size = payload.byteLength;
+  return readInetDiagMessage(datagramOf(payload), 0, payload.byteLength, settings.optionFacts === true);
+}
+
+/** Where a host-order u64's low and high 32-bit words are. */
+const LOW_WORD = hostIsLittleEndian ? 0 : 1;
+const HIGH_WORD = 1 - LOW_WORD;
+
+/**
+ * The u64 in `words` at `index`: exact below 2^53 and rounded as Number(bigint) would be
+ * above it; a small value stays a small integer, not a boxed double, in each of 36k objects.
+ */
+function u64(words: Uint32Array, index: number): number {
+  const low = words[index + LOW_WORD] as number;
+  const high = words[index + HIGH_WORD] as number;
+  return high === 0 ? low : low + high * 4294967296;
+}
+
+/**
+ * The inet_diag_msg in bytes [start, end) of a datagram, read in place: this runs once
+ * per socket, so there is no view, slice or object per field or attribute, and every
+ * object is made once, whole. (Fields are read by index rather than through small helper
+ * functions: until the optimiser has compiled this, each call would cost more than the read.)
+ */
+export function readInetDiagMessage(
+  datagram: Datagram,
+  start: number,
+  end: number,
+  optionFacts: boolean,
+): InetDiagMessage {
+  const { bytes, view, words } = datagram;
+  const size = end - start;
   if (size < 1) throw new ProtocolError('inet_diag_msg: truncated (needs 1 bytes, has 0)');
-  const familyNumber = payload[0];
+  const familyNumber = bytes[start];
   if (familyNumber !== AF_INET && familyNumber !== AF_INET6) {
     throw new ProtocolError(`inet_diag_msg: unexpected address family ${familyNumber}`);
   }
   if (size < INET_DIAG_MSG_SIZE) {
     throw new ProtocolError(`inet_diag_msg: truncated (needs ${INET_DIAG_MSG_SIZE} bytes, has ${size})`);
   }
-  const le = hostIsLittleEndian;
-  const view = new DataView(payload.buffer, payload.byteOffset, size);
   const family: Family = familyNumber === AF_INET ? 4 : 6;
-  const addressLength = family === 4 ? 4 : 16;
-  const format = family === 4 ? formatIPv4 : formatIPv6;
-  const interfaceIndex = view.getUint32(40, le);
-  const message: InetDiagMessage = {
-    family,
-    state: payload[1] as number,
-    timer: payload[2] as number,
-    retransmits: payload[3] as number,
-    local: { address: format(payload.subarray(8, 8 + addressLength)), port: view.getUint16(4, false) },
-    remote: { address: format(payload.subarray(24, 24 + addressLength)), port: view.getUint16(6, false) },
-    interfaceIndex,
-    // idiag_cookie[2]: two host-order words, the low one first.
-    cookie: le
-      ? view.getBigUint64(44, true)
-      : (BigInt(view.getUint32(48, false)) << 32n) | BigInt(view.getUint32(44, false)),
-    expires: view.getUint32(52, le),
-    recvQ: view.getUint32(56, le),
-    sendQ: view.getUint32(60, le),
-    uid: view.getUint32(64, le),
-    inode: view.getUint32(68, le),
-    tcpInfo: null,
-    memInfo: null,
-    optionFacts: settings.optionFacts ? { boundInterface: interfaceIndex } : undefined,
-  };
-  const facts = message.optionFacts;
-  for (let at = INET_DIAG_MSG_SIZE; ; ) {
-    const length = attributeLength(view, at, size, INET_DIAG_MSG_SIZE);
+  const w = start >>> 2; // the message's first word: `start` is a multiple of 4
+  const interfaceIndex = words[w + 40 / 4] as number;
+
+  let tcpInfo: TcpInfo | null = null;
+  let memInfo: SocketMemoryInfo | null = null;
+  // The option attributes, gathered here and made into one object at the end.
+  let tos: number | undefined;
+  let tclass: number | undefined;
+  let v6only: number | undefined;
+  let mark: number | undefined;
+  let congestion: string | undefined;
+  let inetFlags: number | undefined;
+  const base = start + INET_DIAG_MSG_SIZE;
+  for (let at = base; ; ) {
+    const length = attributeLength(view, at, end, base);
     if (length < 0) break;
-    const type = view.getUint16(at + 2, le) & 0x3fff; // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
-    if (type === INET_DIAG_INFO) message.tcpInfo = readTcpInfo(view, at + 4, length - 4);
-    else if (type === INET_DIAG_SKMEMINFO) message.memInfo = readSocketMemoryInfo(view, at + 4, length - 4);
-    else if (facts) collectOptionFact(facts, type, payload, view, at + 4, length - 4);
+    const type = view.getUint16(at + 2, hostIsLittleEndian) & 0x3fff; // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
+    // The value: `n` bytes at `value`. One too short for its option is left out, and the
+    // reader then asks getsockopt.
+    const value = at + 4;
+    const n = length - 4;
+    switch (type) {
+      case INET_DIAG_INFO:
+        tcpInfo = readTcpInfo(datagram, value, n);
+        break;
+      case INET_DIAG_SKMEMINFO:
+        memInfo = readSocketMemoryInfo(datagram, value, n);
+        break;
+      case INET_DIAG_TOS:
+        if (n >= 1) tos = bytes[value];
+        break;
+      case INET_DIAG_TCLASS:
+        if (n >= 1) tclass = bytes[value];
+        break;
+      case INET_DIAG_SKV6ONLY:
+        if (n >= 1) v6only = bytes[value];
+        break;
+      case INET_DIAG_MARK:
+        if (n >= 4) mark = words[value >>> 2];
+        break;
+      case INET_DIAG_CONG:
+        if (n >= 1 && optionFacts) congestion = congestionName(bytes, value, n);
+        break;
+      case INET_DIAG_SOCKOPT:
+        if (n >= 2)
+          inetFlags = bitfieldByte(bytes[value] as number) | (bitfieldByte(bytes[value + 1] as number) << 8);
+        break;
+    }
     at += align4(length);
   }
-  return message;
+
+  return {
+    family,
+    state: bytes[start + 1] as number,
+    timer: bytes[start + 2] as number,
+    retransmits: bytes[start + 3] as number,
+    local: { address: formatAddress(datagram, family, start + 8), port: port(bytes, start + 4) },
+    remote: { address: formatAddress(datagram, family, start + 24), port: port(bytes, start + 6) },
+    interfaceIndex,
+    // idiag_cookie[2]: two host-order words, the low one first.
+    cookie: hostIsLittleEndian
+      ? view.getBigUint64(start + 44, true)
+      : (BigInt(view.getUint32(start + 48, false)) << 32n) | BigInt(view.getUint32(start + 44, false)),
+    expires: words[w + 52 / 4] as number,
+    recvQ: words[w + 56 / 4] as number,
+    sendQ: words[w + 60 / 4] as number,
+    uid: words[w + 64 / 4] as number,
+    inode: words[w + 68 / 4] as number,
+    tcpInfo,
+    memInfo,
+    // Every field present, undefined where the reply did not carry it: one shape for all.
+    optionFacts: optionFacts
+      ? { boundInterface: interfaceIndex, tos, tclass, v6only, mark, congestion, inetFlags }
+      : undefined,
+  };
+}
+
+/**
+ * Addresses formatted lately, by their bits. The sockets of a listing share a few local
+ * addresses, and connections to one peer share its address, so most look-ups hit: no
+ * string is built, and the records share one string per address instead of keeping
+ * 36k copies. Direct-mapped: a slot keeps the last address that hashed to it.
+ */
+const ADDRESS_SLOT_BITS = 8;
+const ADDRESS_SLOTS = 1 << ADDRESS_SLOT_BITS;
+const slotWords = new Uint32Array(ADDRESS_SLOTS * 4);
+const slotFamily = new Uint8Array(ADDRESS_SLOTS); // 0: empty
+const slotText: string[] = new Array<string>(ADDRESS_SLOTS).fill('');
+
+/** idiag_src or idiag_dst at `at` (a multiple of 4): 4 bytes for IPv4, 16 for IPv6. */
+function formatAddress(datagram: Datagram, family: Family, at: number): string {
+  const { bytes, words } = datagram;
+  const w = at >>> 2;
+  const a = words[w] as number;
+  const b = family === 6 ? (words[w + 1] as number) : 0;
+  const c = family === 6 ? (words[w + 2] as number) : 0;
+  const d = family === 6 ? (words[w + 3] as number) : 0;
+  // Fibonacci hashing of the words folded together: the product's top bits pick the slot.
+  const slot = Math.imul(a ^ b ^ c ^ d, 0x9e3779b1) >>> (32 - ADDRESS_SLOT_BITS);
+  const k = slot * 4;
+  if (
+    slotFamily[slot] === family &&
+    slotWords[k] === a &&
+    slotWords[k + 1] === b &&
+    slotWords[k + 2] === c &&
+    slotWords[k + 3] === d
+  ) {
+    return slotText[slot] as string;
+  }
+  const text = family === 4 ? formatIPv4At(bytes, at) : formatIPv6At(bytes, at);
+  slotFamily[slot] = family;
+  slotWords[k] = a;
+  slotWords[k + 1] = b;
+  slotWords[k + 2] = c;
+  slotWords[k + 3] = d;
+  slotText[slot] = text;
+  return text;
+}
+
+/** A port: network order. */
+function port(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
 }
 
 /**
@@ -176,52 +288,18 @@ function bitfieldByte(byte: number): number {
 let lastCongestionBytes = new Uint8Array(0);
 let lastCongestion = '';
 
-/** A NUL-terminated name; the previous one is reused when the bytes match (they nearly always do). */
-function congestionName(bytes: Uint8Array): string {
-  let end = bytes.indexOf(0);
-  if (end < 0) end = bytes.byteLength;
+/** The NUL-terminated name in `length` bytes at `at`; the previous one is reused when the bytes match (they nearly always do). */
+function congestionName(bytes: Uint8Array, at: number, length: number): string {
+  let end = 0;
+  while (end < length && bytes[at + end] !== 0) end++;
   if (end === lastCongestionBytes.byteLength) {
     let same = true;
-    for (let i = 0; i < end; i++) if (bytes[i] !== lastCongestionBytes[i]) same = false;
+    for (let i = 0; i < end; i++) if (bytes[at + i] !== lastCongestionBytes[i]) same = false;
     if (same) return lastCongestion;
   }
-  lastCongestionBytes = bytes.slice(0, end);
+  lastCongestionBytes = bytes.slice(at, at + end);
   lastCongestion = String.fromCharCode(...lastCongestionBytes);
   return lastCongestion;
-}
-
-/** An attribute too short for its value is left out: the reader then asks getsockopt. */
-function collectOptionFact(
-  facts: SockDiagOptionFacts,
-  type: number,
-  payload: Uint8Array,
-  view: DataView,
-  at: number,
-  length: number,
-): void {
-  if (length < 1) return;
-  switch (type) {
-    case INET_DIAG_TOS:
-      facts.tos = view.getUint8(at);
-      break;
-    case INET_DIAG_TCLASS:
-      facts.tclass = view.getUint8(at);
-      break;
-    case INET_DIAG_SKV6ONLY:
-      facts.v6only = view.getUint8(at);
-      break;
-    case INET_DIAG_MARK:
-      if (length >= 4) facts.mark = view.getUint32(at, hostIsLittleEndian);
-      break;
-    case INET_DIAG_CONG:
-      facts.congestion = congestionName(payload.subarray(at, at + length));
-      break;
-    case INET_DIAG_SOCKOPT:
-      if (length >= 2) {
-        facts.inetFlags = bitfieldByte(view.getUint8(at)) | (bitfieldByte(view.getUint8(at + 1)) << 8);
-      }
-      break;
-  }
 }
 
 export interface Attribute {
@@ -244,90 +322,85 @@ export function* splitAttributes(bytes: Uint8Array): Generator<Attribute> {
 /** The oldest tcp_info we accept: up to tcpi_total_retrans (Linux 2.6.x). */
 const TCP_INFO_MIN_SIZE = 104;
 
-/** struct tcp_info, as far as the running kernel sent it: a field past its end is absent. */
+/**
+ * struct tcp_info, as far as the running kernel sent it: a field past its end is
+ * undefined. Every field is in the one object literal, in one order, so that all
+ * tcp_info objects share one shape and are allocated whole.
+ */
 export function parseTcpInfo(bytes: Uint8Array): TcpInfo {
-  return readTcpInfo(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength);
+  return readTcpInfo(datagramOf(bytes), 0, bytes.byteLength);
 }
 
-function readTcpInfo(view: DataView, at: number, n: number): TcpInfo {
+/** The tcp_info of `n` bytes at `at` (a multiple of 4) of the datagram. */
+function readTcpInfo(datagram: Datagram, at: number, n: number): TcpInfo {
   if (n < TCP_INFO_MIN_SIZE) {
     throw new ProtocolError(`tcp_info: ${n} bytes, expected at least ${TCP_INFO_MIN_SIZE}`);
   }
-  const le = hostIsLittleEndian;
-  const u8 = (offset: number) => view.getUint8(at + offset);
-  const u32 = (offset: number) => view.getUint32(at + offset, le);
-  // Two 32-bit halves: exact below 2^53 and rounded as Number(bigint) would be above it;
-  // a small value stays a small integer, not a boxed double, in each of 36k objects.
-  const u64 = (offset: number) => {
-    const low = u32(le ? offset : offset + 4);
-    const high = u32(le ? offset + 4 : offset);
-    return high === 0 ? low : low + high * 4294967296;
+  const { bytes, words } = datagram;
+  const w = at >>> 2;
+  // Offsets in bytes, as in include/uapi/linux/tcp.h; the length check above covers all
+  // fields up to tcpi_total_retrans, the rest are read only where `n` reaches past them.
+  const info = {
+    state: bytes[at],
+    caState: bytes[at + 1],
+    retransmits: bytes[at + 2],
+    probes: bytes[at + 3],
+    backoff: bytes[at + 4],
+    options: bytes[at + 5],
+    rto: words[w + 8 / 4],
+    ato: words[w + 12 / 4],
+    sndMss: words[w + 16 / 4],
+    rcvMss: words[w + 20 / 4],
+    unacked: words[w + 24 / 4],
+    sacked: words[w + 28 / 4],
+    lost: words[w + 32 / 4],
+    retrans: words[w + 36 / 4],
+    lastDataSent: words[w + 44 / 4],
+    lastAckSent: words[w + 48 / 4],
+    lastDataRecv: words[w + 52 / 4],
+    lastAckRecv: words[w + 56 / 4],
+    pmtu: words[w + 60 / 4],
+    rcvSsthresh: words[w + 64 / 4],
+    rtt: words[w + 68 / 4],
+    rttvar: words[w + 72 / 4],
+    sndSsthresh: words[w + 76 / 4],
+    sndCwnd: words[w + 80 / 4],
+    advmss: words[w + 84 / 4],
+    reordering: words[w + 88 / 4],
+    rcvRtt: words[w + 92 / 4],
+    rcvSpace: words[w + 96 / 4],
+    totalRetrans: words[w + 100 / 4],
+    bytesAcked: n >= 128 ? u64(words, w + 120 / 4) : undefined,
+    bytesReceived: n >= 136 ? u64(words, w + 128 / 4) : undefined,
+    notsentBytes: n >= 148 ? words[w + 144 / 4] : undefined,
+    minRtt: n >= 152 ? words[w + 148 / 4] : undefined,
+    bytesSent: n >= 208 ? u64(words, w + 200 / 4) : undefined,
+    bytesRetrans: n >= 216 ? u64(words, w + 208 / 4) : undefined,
+    sndWnd: n >= 232 ? words[w + 228 / 4] : undefined,
+    rcvWnd: n >= 236 ? words[w + 232 / 4] : undefined,
   };
-  const info: TcpInfo = {
-    state: u8(0),
-    caState: u8(1),
-    retransmits: u8(2),
-    probes: u8(3),
-    backoff: u8(4),
-    options: u8(5),
-    rto: u32(8),
-    ato: u32(12),
-    sndMss: u32(16),
-    rcvMss: u32(20),
-    unacked: u32(24),
-    sacked: u32(28),
-    lost: u32(32),
-    retrans: u32(36),
-    lastDataSent: u32(44),
-    lastAckSent: u32(48),
-    lastDataRecv: u32(52),
-    lastAckRecv: u32(56),
-    pmtu: u32(60),
-    rcvSsthresh: u32(64),
-    rtt: u32(68),
-    rttvar: u32(72),
-    sndSsthresh: u32(76),
-    sndCwnd: u32(80),
-    advmss: u32(84),
-    reordering: u32(88),
-    rcvRtt: u32(92),
-    rcvSpace: u32(96),
-    totalRetrans: u32(100),
-  };
-  // Later fields only where the kernel's struct reaches them (absent, not undefined), always
-  // added in this order so that every tcp_info of one kernel has the same shape.
-  if (n >= 128) info.bytesAcked = u64(120);
-  if (n >= 136) info.bytesReceived = u64(128);
-  if (n >= 148) info.notsentBytes = u32(144);
-  if (n >= 152) info.minRtt = u32(148);
-  if (n >= 208) info.bytesSent = u64(200);
-  if (n >= 216) info.bytesRetrans = u64(208);
-  if (n >= 232) info.sndWnd = u32(228);
-  if (n >= 236) info.rcvWnd = u32(232);
-  return info;
+  return info as TcpInfo; // every required field lies within the 104 bytes checked above
 }
 
 /** SK_MEMINFO_* counters; SK_MEMINFO_DROPS arrived in Linux 4.7 and is 0 before it. */
 export function parseSocketMemoryInfo(bytes: Uint8Array): SocketMemoryInfo {
-  return readSocketMemoryInfo(
-    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-    0,
-    bytes.byteLength,
-  );
+  return readSocketMemoryInfo(datagramOf(bytes), 0, bytes.byteLength);
 }
 
-function readSocketMemoryInfo(view: DataView, at: number, n: number): SocketMemoryInfo {
+function readSocketMemoryInfo(datagram: Datagram, at: number, n: number): SocketMemoryInfo {
   if (n < 32) throw new ProtocolError(`sk_meminfo: truncated (needs 32 bytes, has ${n})`);
-  const u32 = (offset: number) => view.getUint32(at + offset, hostIsLittleEndian);
-  return {
-    rmemAlloc: u32(0),
-    rcvbuf: u32(4),
-    wmemAlloc: u32(8),
-    sndbuf: u32(12),
-    fwdAlloc: u32(16),
-    wmemQueued: u32(20),
-    optmem: u32(24),
-    backlog: u32(28),
-    drops: n >= 36 ? u32(32) : 0,
+  const { words } = datagram;
+  const w = at >>> 2;
+  const info = {
+    rmemAlloc: words[w],
+    rcvbuf: words[w + 1],
+    wmemAlloc: words[w + 2],
+    sndbuf: words[w + 3],
+    fwdAlloc: words[w + 4],
+    wmemQueued: words[w + 5],
+    optmem: words[w + 6],
+    backlog: words[w + 7],
+    drops: n >= 36 ? words[w + 8] : 0,
   };
+  return info as SocketMemoryInfo; // all within the 32 bytes checked above
 }

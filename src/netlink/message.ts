@@ -62,25 +62,30 @@ export function formatNetlinkMessage(
 }
 
 /**
- * The messages in one datagram. The kernel never splits a message across datagrams,
- * so a header whose length runs past the datagram, or is shorter than a header, is a
- * protocol error rather than something to wait for.
+ * The nlmsg_len of the message at `offset` of a `size`-byte datagram, checked. The kernel
+ * never splits a message across datagrams, so a header whose length runs past the
+ * datagram, or is shorter than a header, is a protocol error rather than something to
+ * wait for; so are stray bytes too few for a header.
  */
+export function netlinkMessageLength(view: DataView, offset: number, size: number): number {
+  if (size - offset < NLMSG_HDRLEN) {
+    throw new ProtocolError(`netlink: ${size - offset} stray bytes after the last message`);
+  }
+  const length = view.getUint32(offset, hostIsLittleEndian);
+  if (length < NLMSG_HDRLEN || length > size - offset) {
+    throw new ProtocolError(
+      `netlink: message length ${length} at offset ${offset} does not fit the ${size}-byte datagram`,
+    );
+  }
+  return length;
+}
+
+/** The messages in one datagram, each checked by netlinkMessageLength as it is reached. */
 export function* splitNetlinkMessages(datagram: Uint8Array): Generator<NetlinkMessage> {
-  // One view for the datagram: a dump brings thousands of messages per second of listing.
   const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
   const size = datagram.byteLength;
-  let offset = 0;
-  while (offset < size) {
-    if (size - offset < NLMSG_HDRLEN) {
-      throw new ProtocolError(`netlink: ${size - offset} stray bytes after the last message`);
-    }
-    const length = view.getUint32(offset, hostIsLittleEndian);
-    if (length < NLMSG_HDRLEN || length > size - offset) {
-      throw new ProtocolError(
-        `netlink: message length ${length} at offset ${offset} does not fit the ${size}-byte datagram`,
-      );
-    }
+  for (let offset = 0; offset < size; ) {
+    const length = netlinkMessageLength(view, offset, size);
     const header: NetlinkMessageHeader = {
       length,
       type: view.getUint16(offset + 4, hostIsLittleEndian),

@@ -5,7 +5,7 @@
  */
 import { ProtocolError, SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
-import { hostIsLittleEndian } from './byte-reader.js';
+import { datagramOf, hostIsLittleEndian } from './byte-reader.js';
 import {
   ALL_STATES,
   formatInetDiagRequest,
@@ -15,19 +15,21 @@ import {
   INET_DIAG_TCLASS,
   INET_DIAG_TOS,
   type InetDiagMessage,
-  parseInetDiagMessage,
+  readInetDiagMessage,
   SOCK_DIAG_BY_FAMILY,
 } from './inet-diag.js';
 import {
+  align4,
   formatNetlinkMessage,
   NLM_F_DUMP,
   NLM_F_DUMP_INTR,
   NLM_F_REQUEST,
   NLMSG_DONE,
   NLMSG_ERROR,
+  NLMSG_HDRLEN,
   NLMSG_NOOP,
+  netlinkMessageLength,
   parseNetlinkError,
-  splitNetlinkMessages,
 } from './message.js';
 
 /** The kernel caps a dump datagram at 32 KiB; a larger buffer lets us detect anything bigger. */
@@ -127,31 +129,44 @@ function runDump(
       body,
     ),
   );
-  const settings = { optionFacts: request.optionFacts === true };
+  const optionFacts = request.optionFacts === true;
+  const le = hostIsLittleEndian;
   let complete = true;
   for (;;) {
-    const datagram = transport.receive();
-    if (datagram.byteLength === 0) throw new ProtocolError(`${call}: the socket closed before NLMSG_DONE`);
-    for (const { header, payload } of splitNetlinkMessages(datagram)) {
-      if (header.sequence !== sequence) continue; // a stale reply to an abandoned dump
-      if (header.flags & NLM_F_DUMP_INTR) complete = false;
-      if (header.type === NLMSG_DONE) {
-        if (payload.byteLength >= 4) {
-          const error = parseNetlinkError(payload, call);
+    const received = transport.receive();
+    const size = received.byteLength;
+    if (size === 0) throw new ProtocolError(`${call}: the socket closed before NLMSG_DONE`);
+    // The messages are read in place, through views made once per datagram: no header
+    // object, payload view or list of messages per socket.
+    const datagram = datagramOf(received);
+    const { bytes, view } = datagram;
+    for (let offset = 0, next = 0; offset < size; offset = next) {
+      // struct nlmsghdr: length (checked), type, flags, sequence, port id.
+      const length = netlinkMessageLength(view, offset, size);
+      next = offset + align4(length);
+      if (view.getUint32(offset + 8, le) !== sequence) continue; // a stale reply to an abandoned dump
+      const type = view.getUint16(offset + 4, le);
+      if (view.getUint16(offset + 6, le) & NLM_F_DUMP_INTR) complete = false;
+      const start = offset + NLMSG_HDRLEN;
+      const end = offset + length;
+      if (type === SOCK_DIAG_BY_FAMILY) {
+        onMessage(readInetDiagMessage(datagram, start, end, optionFacts));
+        continue;
+      }
+      if (type === NLMSG_DONE) {
+        if (end - start >= 4) {
+          const error = parseNetlinkError(bytes.subarray(start, end), call);
           if (error) throw error;
         }
         return complete;
       }
-      if (header.type === NLMSG_ERROR) {
-        const error = parseNetlinkError(payload, call);
+      if (type === NLMSG_ERROR) {
+        const error = parseNetlinkError(bytes.subarray(start, end), call);
         if (error) throw error;
         continue;
       }
-      if (header.type === NLMSG_NOOP) continue;
-      if (header.type !== SOCK_DIAG_BY_FAMILY) {
-        throw new ProtocolError(`${call}: unexpected message type ${header.type}`);
-      }
-      onMessage(parseInetDiagMessage(payload, settings));
+      if (type === NLMSG_NOOP) continue;
+      throw new ProtocolError(`${call}: unexpected message type ${type}`);
     }
   }
 }

@@ -592,6 +592,34 @@ describe.skipIf(notLittleEndian !== null)(
       expect(parsed.remote.address).toBe('10.4.5.6');
     });
 
+    it('tells apart addresses that are made of the same words or bytes, one after another', () => {
+      // Formatted addresses are reused by their bits: these pairs have the same 32-bit
+      // words in another order, or the same first word in another family.
+      const message = (family: number, address: number[]) => {
+        const body = new Uint8Array(72);
+        body.set([family, 1]);
+        body.set(address, 8);
+        body.set(address, 24);
+        return body;
+      };
+      const v6a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+      const v6b = [0, 0, 0, 1, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0];
+      const v6c = [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      const cases: [number, number[], string][] = [
+        [10, v6a, '2001:db8:0:1::'],
+        [10, v6b, '0:1:2001:db8::'],
+        [10, v6a, '2001:db8:0:1::'],
+        [2, [10, 0, 0, 1], '10.0.0.1'],
+        [10, v6c, 'a00:1::'],
+        [2, [10, 0, 0, 1], '10.0.0.1'],
+        [10, v6c, 'a00:1::'],
+      ];
+      for (const [family, address, expected] of cases) {
+        const parsed = parseInetDiagMessage(message(family, address));
+        expect([parsed.local.address, parsed.remote.address]).toEqual([expected, expected]);
+      }
+    });
+
     it('an unknown address family is a ProtocolError', () => {
       for (const family of [0, 1, 3, 9, 11, 255]) {
         const body = new Uint8Array(72);
