@@ -30,6 +30,8 @@ export const UNREADABLE_REASONS: readonly UnreadableReason[] = [
   'failed',
 ];
 
+export const MAX_OPTIONS_PER_SOCKET = 63;
+
 /** Which spec list a socket uses: by protocol, family and whether it listens. */
 export function specKey(protocol: Protocol, family: Family, listening: boolean): number {
   return (protocol === 'tcp' ? 4 : 0) + (family === 6 ? 2 : 0) + (listening ? 1 : 0);

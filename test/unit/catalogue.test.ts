@@ -6,6 +6,7 @@ import {
   OPTION_CATALOGUE,
   optionsFor,
 } from '../../src/options/catalogue.js';
+import { MAX_OPTIONS_PER_SOCKET, SpecLists } from '../../src/options/jobs.js';
 
 describe('the option catalogue', () => {
   it('holds no option whose read has a side effect or returns a secret', () => {
@@ -98,6 +99,14 @@ describe('the option catalogue', () => {
       'IPV6_RECVERR',
     ]) {
       expect(names.has(name), name).toBe(true);
+    }
+  });
+
+  it('gives no socket more options than one reader batch holds (a cookie and 63 options)', () => {
+    const specs = new SpecLists(undefined);
+    for (let key = 0; key < 8; key++) {
+      expect(specs.get(key).length).toBeGreaterThan(20);
+      expect(specs.get(key).length).toBeLessThanOrEqual(MAX_OPTIONS_PER_SOCKET);
     }
   });
 
