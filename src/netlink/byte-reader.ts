@@ -6,9 +6,9 @@ export const hostIsLittleEndian = endianness() === 'LE';
 
 /**
  * A received datagram and the views its parsers read through, made once per datagram
- * rather than per message. `words` reads the host-order 32-bit fields (nlmsghdr,
- * inet_diag_msg, tcp_info, sk_meminfo) as plain array loads: netlink pads every message
- * and attribute to 4 bytes, so those fields sit on 4-byte boundaries of the datagram.
+ * rather than per message. `words` reads the host-order 32-bit fields of inet_diag_msg,
+ * tcp_info and sk_meminfo as plain array loads: netlink pads every message and attribute
+ * to 4 bytes, so those fields sit on 4-byte boundaries of the datagram.
  * Neither view reaches past `bytes`; a 32-bit read past its end gives undefined.
  */
 export interface Datagram {

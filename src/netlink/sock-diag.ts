@@ -5,7 +5,7 @@
  */
 import { ProtocolError, SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
-import { datagramOf, hostIsLittleEndian } from './byte-reader.js';
+import { type Datagram, datagramOf, hostIsLittleEndian } from './byte-reader.js';
 import {
   ALL_STATES,
   formatInetDiagRequest,
@@ -100,15 +100,11 @@ const bit = (attribute: number) => 1 << (attribute - 1);
 let nextSequence = 1;
 
 /**
- * Runs one dump to its NLMSG_DONE, handing each socket to `onMessage`. Returns false
+ * Runs one dump to its NLMSG_DONE, adding each socket to `messages`. Returns false
  * when the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR: the tables changed
  * while it walked them, so entries may be missing or doubled).
  */
-function runDump(
-  transport: DatagramTransport,
-  request: DumpRequest,
-  onMessage: (m: InetDiagMessage) => void,
-): boolean {
+function runDump(transport: DatagramTransport, request: DumpRequest, messages: InetDiagMessage[]): boolean {
   const sequence = nextSequence;
   // nlmsg_seq is 32 bits: past 2^32 - 1 the request would carry a truncated number and no
   // reply would ever match it, so a long-running process wraps it itself.
@@ -130,7 +126,6 @@ function runDump(
     ),
   );
   const optionFacts = request.optionFacts === true;
-  const le = hostIsLittleEndian;
   let complete = true;
   for (;;) {
     const received = transport.receive();
@@ -140,35 +135,81 @@ function runDump(
     // object, payload view or list of messages per socket.
     const datagram = datagramOf(received);
     const { bytes, view } = datagram;
-    for (let offset = 0, next = 0; offset < size; offset = next) {
-      // struct nlmsghdr: length (checked), type, flags, sequence, port id.
+    for (let offset = 0; offset < size; ) {
+      offset = readSocketMessages(datagram, offset, sequence, optionFacts, messages);
+      if (offset >= size) break; // past it when the last message is not padded to 4
+      // Any other message: a stale reply, a socket flagged NLM_F_DUMP_INTR, the end.
       const length = netlinkMessageLength(view, offset, size);
-      next = offset + align4(length);
-      if (view.getUint32(offset + 8, le) !== sequence) continue; // a stale reply to an abandoned dump
-      const type = view.getUint16(offset + 4, le);
-      if (view.getUint16(offset + 6, le) & NLM_F_DUMP_INTR) complete = false;
+      const next = offset + align4(length);
       const start = offset + NLMSG_HDRLEN;
       const end = offset + length;
-      if (type === SOCK_DIAG_BY_FAMILY) {
-        onMessage(readInetDiagMessage(datagram, start, end, optionFacts));
-        continue;
-      }
-      if (type === NLMSG_DONE) {
-        if (end - start >= 4) {
+      const header = nlmsghdr(view, offset);
+      offset = next;
+      if (header.sequence !== sequence) continue; // a stale reply to an abandoned dump
+      if (header.flags & NLM_F_DUMP_INTR) complete = false;
+      switch (header.type) {
+        case SOCK_DIAG_BY_FAMILY:
+          messages.push(readInetDiagMessage(datagram, start, end, optionFacts));
+          break;
+        case NLMSG_DONE: {
+          if (end - start >= 4) {
+            const error = parseNetlinkError(bytes.subarray(start, end), call);
+            if (error) throw error;
+          }
+          return complete;
+        }
+        case NLMSG_ERROR: {
           const error = parseNetlinkError(bytes.subarray(start, end), call);
           if (error) throw error;
+          break;
         }
-        return complete;
+        case NLMSG_NOOP:
+          break;
+        default:
+          throw new ProtocolError(`${call}: unexpected message type ${header.type}`);
       }
-      if (type === NLMSG_ERROR) {
-        const error = parseNetlinkError(bytes.subarray(start, end), call);
-        if (error) throw error;
-        continue;
-      }
-      if (type === NLMSG_NOOP) continue;
-      throw new ProtocolError(`${call}: unexpected message type ${type}`);
     }
   }
+}
+
+/** The fields of a struct nlmsghdr that the dump loop checks. */
+function nlmsghdr(view: DataView, offset: number): { type: number; flags: number; sequence: number } {
+  return {
+    type: view.getUint16(offset + 4, hostIsLittleEndian),
+    flags: view.getUint16(offset + 6, hostIsLittleEndian),
+    sequence: view.getUint32(offset + 8, hostIsLittleEndian),
+  };
+}
+
+/**
+ * Reads the run of plain socket messages of this dump that starts at `offset` (each
+ * length checked), and returns where the first other message starts, or the end of the
+ * datagram. The sockets, nearly every message of a dump, get a loop of their own that
+ * never meets the rest: V8 keeps its compiled code, whereas a loop that also handled
+ * NLMSG_DONE lost it at the end of every dump and ran the next one unoptimised until
+ * it was compiled again.
+ */
+function readSocketMessages(
+  datagram: Datagram,
+  offset: number,
+  sequence: number,
+  optionFacts: boolean,
+  messages: InetDiagMessage[],
+): number {
+  const { view } = datagram;
+  const size = view.byteLength;
+  const le = hostIsLittleEndian;
+  while (offset < size) {
+    const length = netlinkMessageLength(view, offset, size);
+    const plainSocket =
+      view.getUint16(offset + 4, le) === SOCK_DIAG_BY_FAMILY &&
+      (view.getUint16(offset + 6, le) & NLM_F_DUMP_INTR) === 0 &&
+      view.getUint32(offset + 8, le) === sequence;
+    if (!plainSocket) break;
+    messages.push(readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts));
+    offset += align4(length);
+  }
+  return offset;
 }
 
 /**
@@ -186,7 +227,7 @@ export function dumpInetSockets(
     const transport = openTransport();
     let complete: boolean;
     try {
-      complete = runDump(transport, request, (message) => messages.push(message));
+      complete = runDump(transport, request, messages);
     } catch (error) {
       if (error instanceof SystemCallError && error.code === 'ENOBUFS' && attempt < MAX_DUMP_ATTEMPTS)
         continue;

@@ -655,6 +655,19 @@ describe.skipIf(notLittleEndian !== null)(
         }
       });
 
+      it('a last message whose length is not a multiple of 4 ends its datagram without padding', () => {
+        // nlmsg_len counts no padding; the alignment only places the next message.
+        const unpadded = (m: Uint8Array, length: number) => {
+          const copy = m.slice(0, length);
+          new DataView(copy.buffer).setUint32(0, length, true);
+          return copy;
+        };
+        // A 5-byte attribute (INET_DIAG_TOS) makes the message 93 bytes long.
+        const socket = unpadded(diagMessage([rtattr(5, Uint8Array.of(0x10))]), 16 + 72 + 5);
+        const { messages } = dump([concat(diagMessage(), socket), done()]);
+        expect(messages.map((m) => m.inode)).toEqual([4242, 4242]);
+      });
+
       it('a SOCK_DIAG_BY_FAMILY message too short for inet_diag_msg is refused', () => {
         for (const size of [0, 1, 71]) {
           expect(() => dump([nlmsg(SOCK_DIAG_BY_FAMILY, new Uint8Array(size)), done()])).toThrow(
