@@ -31,7 +31,7 @@ export interface Endpoint {
   port: number;
 }
 
-/** Fields of struct tcp_info; a field the running kernel did not send is absent. */
+/** Fields of struct tcp_info; a field the running kernel did not send is undefined (the key is there: objects are made whole, in one shape). */
 export interface TcpInfo {
   state: number;
   caState: number;
@@ -90,7 +90,7 @@ export interface SocketMemoryInfo {
 /**
  * Values that the sock_diag reply carries and that getsockopt would return too, read
  * from the very same kernel variable (the catalogue's `sockDiag` entries say which).
- * A field is absent when the reply did not carry it.
+ * A field is undefined when the reply did not carry it (the key is there: one object shape).
  */
 export interface SockDiagOptionFacts {
   /** idiag_if: sk_bound_dev_if, 0 when the socket is bound to no device. */
