@@ -99,11 +99,6 @@ export class OptionReader {
     this.rows = new RowReader(this.access, this.specs);
   }
 
-  /** Why the io_uring is not used, once known (for tests and diagnostics). */
-  get ringUnavailable(): string | undefined {
-    return this.rows.ringUnavailable;
-  }
-
   private processHandle(pid: number): ProcessHandle {
     let handle = this.processes.get(pid);
     if (!handle) {

@@ -10,23 +10,21 @@ import type { OptionValue } from '../model.js';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import { isSystemCallError, SystemCallError } from '../sys/errors.js';
 import { DirectCalls, type SocketCalls } from './calls.js';
-import type { OptionSpec } from './catalogue.js';
+import { type OptionSpec, SOL_SOCKET } from './catalogue.js';
 import { decodeOption } from './decode.js';
 import type { FdAccess } from './fd-access.js';
 import { isKnown, type ReadJobs, type SpecLists, UNREADABLE_REASONS, type UnreadableReason } from './jobs.js';
 
-const SOL_SOCKET = 1;
 const SO_COOKIE = 57;
 /** Slot 0 holds the socket cookie; option i of a list goes to slot i + 1. */
 const COOKIE_SLOT = 0;
-const ESRCH = 3;
 
 interface Failure {
   reason: UnreadableReason;
   message: string;
 }
 
-export function explainFailure(error: SystemCallError, pid: number): Failure {
+function explainFailure(error: SystemCallError, pid: number): Failure {
   if (error.code === 'EPERM' || error.code === 'EACCES') {
     return {
       reason: 'not-permitted',
@@ -47,8 +45,6 @@ export class RowReader {
   private readonly direct: DirectCalls;
   /** SOL_SOCKET calls and closes: an io_uring when there is one, else `direct`. */
   private batch: SocketCalls | undefined;
-  /** Why the io_uring is not used, once that is known (for tests and diagnostics). */
-  ringUnavailable: string | undefined;
   /** After readRow: the values of a row that was read (undefined where unknown or known from the dump). */
   readonly values: Array<OptionValue | undefined> = [];
   /** After readRow: why a row was not read. */
@@ -65,21 +61,16 @@ export class RowReader {
   private batchCalls(): SocketCalls {
     if (this.batch === undefined) {
       const ring = this.access.openRing?.() ?? new Error('no io_uring requested');
-      if (ring instanceof Error) {
-        this.ringUnavailable = ring.message;
-        this.batch = this.direct;
-      } else {
-        this.batch = ring;
-      }
+      // Where io_uring is refused, plain calls read the same values.
+      this.batch = ring instanceof Error ? this.direct : ring;
     }
     return this.batch;
   }
 
   /** After the io_uring failed: plain system calls from now on. */
-  private abandonRing(reason: string): void {
+  private abandonRing(): void {
     if (this.batch && this.batch !== this.direct) this.batch.dispose();
     this.batch = this.direct;
-    this.ringUnavailable = reason;
   }
 
   /**
@@ -93,7 +84,9 @@ export class RowReader {
       const pid = jobs.ownerPid[o] as number;
       const pidfd = jobs.ownerPidfd[o] as number;
       if (pidfd < 0) {
-        if (-pidfd !== ESRCH) failure = explainFailure(new SystemCallError('pidfd_open', -pidfd), pid);
+        // The process exited since the scan: nothing to explain.
+        const error = new SystemCallError('pidfd_open', -pidfd);
+        if (error.code !== 'ESRCH') failure = explainFailure(error, pid);
         continue;
       }
       let duplicate: number;
@@ -158,7 +151,7 @@ export class RowReader {
       // Whatever happens, the duplicate is closed exactly once: by the kernel if the
       // batch reached it, else here, after dropping what was queued with the ring.
       const handedOver = closeQueued && batch.closeSubmitted;
-      if (batch !== direct) this.abandonRing(error instanceof Error ? error.message : String(error));
+      if (batch !== direct) this.abandonRing();
       if (!handedOver) direct.close(fd);
       if (!(error instanceof SystemCallError)) throw error;
       return { reason: 'failed', message: `${error.syscall} failed: ${error.code}` };

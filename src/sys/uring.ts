@@ -33,7 +33,7 @@ const CQE_SIZE = 16;
 const EINTR = 4;
 
 /** Bytes of each option value slot; the reader's largest option (a name) fits in 64. */
-export const RING_SLOT_SIZE = 64;
+const RING_SLOT_SIZE = 64;
 /** Submission entries: enough for one socket's SOL_SOCKET options, its cookie and its close. */
 const RING_ENTRIES = 64;
 const CLOSE_TAG = 0xffff;
