@@ -1,4 +1,5 @@
 /** The system calls the option reader makes, as an interface so that tests can inject failures and reused fds. */
+import { SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
 import { SocketCallRing } from '../sys/uring.js';
 import type { DirectCallAccess, SocketCalls } from './calls.js';
@@ -29,3 +30,38 @@ export const directFdAccess: FdAccess = {
  * duplicate batched in an io_uring where the kernel allows it.
  */
 export const libcFdAccess: FdAccess = { ...directFdAccess, openRing: SocketCallRing.open };
+
+/** One pidfd per process, opened on first need and kept until `close`. */
+export class PidfdTable {
+  /** pid → its pidfd, or the negated errno of pidfd_open. */
+  private readonly pidfds = new Map<number, number>();
+
+  constructor(private readonly access: FdAccess) {}
+
+  /** The process's pidfd, or the negated errno of pidfd_open (ESRCH: it exited). */
+  pidfdOf(pid: number): number {
+    let pidfd = this.pidfds.get(pid);
+    if (pidfd === undefined) {
+      try {
+        pidfd = this.access.pidfdOpen(pid);
+      } catch (error) {
+        if (!(error instanceof SystemCallError)) throw error;
+        pidfd = -error.errno;
+      }
+      this.pidfds.set(pid, pidfd);
+    }
+    return pidfd;
+  }
+
+  close(): void {
+    for (const pidfd of this.pidfds.values()) {
+      if (pidfd < 0) continue;
+      try {
+        this.access.close(pidfd);
+      } catch {
+        // Nothing useful to do: the fd is ours and was open.
+      }
+    }
+    this.pidfds.clear();
+  }
+}

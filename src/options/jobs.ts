@@ -91,3 +91,23 @@ export function allocateJobs(rows: number, owners: number): ReadJobs {
 export function isKnown(jobs: ReadJobs, row: number, option: number): boolean {
   return ((jobs.known[row * 2 + (option >> 5)] as number) & (1 << (option & 31))) !== 0;
 }
+
+/** Rows `from` .. `to` - 1 as jobs of their own (copies; owner indexes start at 0). */
+export function sliceJobs(jobs: ReadJobs, from: number, to: number): ReadJobs {
+  const firstOwner = jobs.ownerStart[from] as number;
+  const endOwner = jobs.ownerStart[to] as number;
+  const ownerStart = jobs.ownerStart.slice(from, to + 1);
+  for (let i = 0; i < ownerStart.length; i++) ownerStart[i] = (ownerStart[i] as number) - firstOwner;
+  return {
+    count: to - from,
+    key: jobs.key.slice(from, to),
+    inode: jobs.inode.slice(from, to),
+    cookie: jobs.cookie.slice(from, to),
+    hasCookie: jobs.hasCookie.slice(from, to),
+    known: jobs.known.slice(from * 2, to * 2),
+    ownerStart,
+    ownerPid: jobs.ownerPid.slice(firstOwner, endOwner),
+    ownerPidfd: jobs.ownerPidfd.slice(firstOwner, endOwner),
+    ownerFd: jobs.ownerFd.slice(firstOwner, endOwner),
+  };
+}

@@ -77,7 +77,7 @@ function fdNameAt(source: Uint8Array, at: number, name: Uint8Array): number {
  * order, while readdirSync listed them sorted as strings ("10" before "9") and the
  * output kept that order; it shows only where one process holds a socket on several fds.
  */
-function addOwner(owners: Map<number, SocketOwner[]>, inode: number, owner: SocketOwner): void {
+export function addOwner(owners: Map<number, SocketOwner[]>, inode: number, owner: SocketOwner): void {
   const list = owners.get(inode);
   if (!list) {
     owners.set(inode, [owner]);
@@ -101,26 +101,49 @@ function isDecimal(name: string): boolean {
   return true;
 }
 
-export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number>): OwnerScan {
-  const owners = new Map<number, SocketOwner[]>();
-  let unreadableProcesses = 0;
+/**
+ * The PIDs under `procRoot`, in the order /proc lists them (ascending): the order owners
+ * are reported in. Empty when /proc cannot be read.
+ */
+export function listProcessIds(procRoot = '/proc'): number[] {
   let entries: string[];
   try {
     entries = readdirSync(procRoot);
   } catch {
-    return { owners, unreadableProcesses };
+    return [];
   }
+  const pids: number[] = [];
+  for (const entry of entries) if (isDecimal(entry)) pids.push(Number(entry));
+  return pids;
+}
+
+/** Every socket owner of the host (or only the `wanted` inodes'). */
+export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number>): OwnerScan {
+  const scan: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
+  scanProcesses(procRoot, listProcessIds(procRoot), wanted, scan);
+  return scan;
+}
+
+/**
+ * Adds the socket fds of `pids` (in that order) to `scan`: each `socket:[N]` link whose
+ * inode is wanted (every one without `wanted`) becomes an owner of N.
+ */
+export function scanProcesses(
+  procRoot: string,
+  pids: readonly number[],
+  wanted: ReadonlySet<number> | undefined,
+  scan: OwnerScan,
+): void {
+  const owners = scan.owners;
   const link = new Uint8Array(LINK_BUFFER_SIZE);
   const name = new Uint8Array(NAME_BUFFER_SIZE);
   const dirents = new Uint8Array(DIRENT_BUFFER_SIZE);
-  for (const entry of entries) {
-    if (!isDecimal(entry)) continue;
-    const pid = Number(entry);
+  for (const pid of pids) {
     let directoryFd: number;
     try {
-      directoryFd = libc.openDirectory(`${procRoot}/${entry}/fd`);
+      directoryFd = libc.openDirectory(`${procRoot}/${pid}/fd`);
     } catch (error) {
-      if (isSystemCallError(error, 'EACCES', 'EPERM')) unreadableProcesses++;
+      if (isSystemCallError(error, 'EACCES', 'EPERM')) scan.unreadableProcesses++;
       continue; // exited meanwhile, or a kernel thread's empty fd table
     }
     try {
@@ -128,7 +151,7 @@ export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number
       listing: for (;;) {
         const filled = libc.getdents64(directoryFd, dirents);
         if (filled <= 0) {
-          if (filled === -constants.errno.EACCES) unreadableProcesses++;
+          if (filled === -constants.errno.EACCES) scan.unreadableProcesses++;
           break; // the end, or the process exited meanwhile
         }
         let recordLength: number;
@@ -142,7 +165,7 @@ export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number
             // EACCES: the directory could be listed (CAP_DAC_READ_SEARCH) but not its links
             // (the ptrace check): the process is unreadable, not empty.
             if (length === -constants.errno.EACCES) {
-              unreadableProcesses++;
+              scan.unreadableProcesses++;
               break listing;
             }
             continue; // closed meanwhile
@@ -157,5 +180,4 @@ export function scanSocketOwners(procRoot = '/proc', wanted?: ReadonlySet<number
       libc.close(directoryFd);
     }
   }
-  return { owners, unreadableProcesses };
 }

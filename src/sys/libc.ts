@@ -34,6 +34,7 @@ const c = {
   ioUringEnter: libc.func('long syscall(long number, long fd, long a, long b, long c, void *d, long e)'),
   mmap: libc.func('void *mmap(void *address, size_t length, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(void *address, size_t length)'),
+  pipe2: libc.func('int pipe2(void *fds, int flags)'),
 };
 
 function fail(call: string): never {
@@ -87,6 +88,17 @@ export const O_RDONLY = 0;
 // O_CLOEXEC is the same on every Linux architecture we run on; O_DIRECTORY is not (arm64
 // differs), so it is left out: readlinkat on something that is not a directory fails anyway.
 export const O_CLOEXEC = 0o2000000;
+
+/**
+ * pipe2(2) with O_CLOEXEC: [read end, write end], blocking. The helper process's pipes
+ * are made here rather than by child_process so that they stay plain fds this process
+ * reads and writes synchronously, outside libuv.
+ */
+export function pipe(): [number, number] {
+  const fds = new Int32Array(2);
+  if ((c.pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
+  return [fds[0] as number, fds[1] as number];
+}
 
 /** open(2) a directory for the *at calls (read-only, close-on-exec). */
 export function openDirectory(path: string): number {

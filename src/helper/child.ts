@@ -1,0 +1,40 @@
+/**
+ * The helper process: knetstat starts one on hosts with many sockets so that a second
+ * CPU does part of the work — most of the /proc scan while the parent dumps sock_diag,
+ * then half the option rows while the parent reads the rest (parent.ts). It runs the
+ * same code as the parent (work.ts) with its own pidfds and io_uring, and says only what
+ * the parent asked (protocol.ts), reading requests on fd 3 and answering on fd 4.
+ */
+import {
+  HelperFailedError,
+  type ReadRequest,
+  readMessage,
+  type ScanRequest,
+  writeMessage,
+} from './protocol.js';
+import { read, scan } from './work.js';
+
+const REQUESTS = 3;
+const REPLIES = 4;
+
+function serve(): void {
+  for (;;) {
+    const request = readMessage(REQUESTS) as ScanRequest | ReadRequest | null;
+    if (request === null) return; // the parent is done
+    if (request.type === 'scan') writeMessage(REPLIES, scan(request));
+    else if (request.type === 'read') writeMessage(REPLIES, read(request));
+    else throw new HelperFailedError(`unknown request ${String((request as { type: unknown }).type)}`);
+  }
+}
+
+try {
+  serve();
+} catch (error) {
+  // The parent does this share itself; it only needs to know why.
+  try {
+    writeMessage(REPLIES, { type: 'error', message: (error as Error).message ?? String(error) });
+  } catch {
+    // The parent is gone.
+  }
+  process.exitCode = 1;
+}

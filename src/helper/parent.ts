@@ -1,0 +1,202 @@
+/**
+ * The parent's side of the helper process (child.ts): start it, hand it a share of the
+ * work, take its answer. Any failure — it could not start, it died, it said something
+ * that does not decode — is thrown as a HelperUnavailableError and the caller does that
+ * share itself, so a helper can only make knetstat faster, never change what it reports.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ReadJobs } from '../options/jobs.js';
+import * as libc from '../sys/libc.js';
+import { expectType, type ReadReply, readMessage, type ScanReply, writeMessage } from './protocol.js';
+
+/** The helper could not do its share: why, in a few words. */
+export class HelperUnavailableError extends Error {}
+
+function helperEntry(): string {
+  const here = fileURLToPath(import.meta.url);
+  // The tests import the sources, which Node 20 cannot run: the helper is always the
+  // built file (npm test builds first).
+  if (here.endsWith('.ts')) return resolve(dirname(here), '../../dist/helper/child.js');
+  return join(dirname(here), 'child.js');
+}
+
+function unavailable(error: unknown): HelperUnavailableError {
+  if (error instanceof HelperUnavailableError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new HelperUnavailableError(message);
+}
+
+function checkLength(what: string, actual: number, expected: number): void {
+  if (actual !== expected)
+    throw new HelperUnavailableError(`the helper's ${what} has ${actual} entries, not ${expected}`);
+}
+
+export class HelperProcess {
+  private closed = false;
+
+  private constructor(
+    private readonly requests: number,
+    private readonly replies: number,
+    private readonly child: ChildProcess,
+  ) {}
+
+  /**
+   * Starts the helper with a pipe each way on its fds 3 and 4: Node running child.js, or
+   * `command` (tests: helpers that fail in chosen ways).
+   */
+  static start(command?: readonly string[]): HelperProcess {
+    let ours: number[] = [];
+    let theirs: number[] = [];
+    try {
+      const [requestRead, requestWrite] = libc.pipe();
+      theirs.push(requestRead);
+      ours.push(requestWrite);
+      const [replyRead, replyWrite] = libc.pipe();
+      theirs.push(replyWrite);
+      ours.push(replyRead);
+      const [file, ...args] = command ?? [process.execPath, helperEntry()];
+      if (file === undefined) throw new HelperUnavailableError('no helper command');
+      const child = spawn(file, args, {
+        stdio: ['ignore', 'ignore', 'ignore', requestRead, replyWrite],
+      });
+      // A helper that fails to start closes its pipe ends: the parent reads the end of the
+      // pipe where its reply should be, and does the work itself.
+      child.on('error', () => {});
+      // spawn reports a program it could not run (ENOENT, EACCES) only as that later event,
+      // but leaves no pid.
+      if (child.pid === undefined) throw new HelperUnavailableError(`could not start ${file}`);
+      child.unref();
+      const helper = new HelperProcess(requestWrite, replyRead, child);
+      ours = [];
+      return helper;
+    } catch (error) {
+      throw unavailable(error);
+    } finally {
+      for (const fd of [...theirs, ...ours]) closeSync(fd);
+      theirs = [];
+    }
+  }
+
+  /** The helper's pid (it may have exited already). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private send(message: Parameters<typeof writeMessage>[1]): void {
+    if (this.closed) throw new HelperUnavailableError('the helper was closed');
+    try {
+      writeMessage(this.requests, message);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EPIPE')
+        throw new HelperUnavailableError('the helper ended before it was asked (EPIPE)');
+      throw unavailable(error);
+    }
+  }
+
+  private receive<T extends { type: string }>(type: T['type']): T {
+    if (this.closed) throw new HelperUnavailableError('the helper was closed');
+    let message: unknown;
+    try {
+      message = readMessage(this.replies);
+    } catch (error) {
+      throw unavailable(error);
+    }
+    if (message === null) throw new HelperUnavailableError('the helper ended without answering');
+    try {
+      return expectType<T>(message, type);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  requestScan(procRoot: string, pids: readonly number[]): void {
+    this.send({ type: 'scan', procRoot, pids: Int32Array.from(pids) });
+  }
+
+  receiveScan(): ScanReply {
+    const reply = this.receive<ScanReply>('scanned');
+    checkLength('fd list', reply.fd?.length, reply.pid?.length);
+    checkLength('inode list', reply.inode?.length, reply.pid.length);
+    checkLength('command list', reply.commands?.length, reply.commandPid?.length);
+    return reply;
+  }
+
+  requestRead(jobs: ReadJobs, only: readonly string[] | null, ioUring: boolean): void {
+    this.send({ type: 'read', only: only === null ? null : [...only], ioUring, jobs });
+  }
+
+  receiveRead(rows: number): ReadReply {
+    const reply = this.receive<ReadReply>('values');
+    checkLength('status list', reply.status?.length, rows);
+    checkLength('message list', reply.messages?.length, rows);
+    const values = reply.values;
+    checkLength('value list', values?.kinds?.length, rows * values.width);
+    checkLength('number list', values.numbers?.length, rows * values.width);
+    return reply;
+  }
+
+  /** Ends the conversation: the helper reads the end of its pipe and exits. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.requests);
+    closeSync(this.replies);
+  }
+}
+
+/**
+ * Below this many sockets in the namespace a helper costs more than it saves: starting
+ * Node takes about 0.15 s of a CPU, the work it takes over about 35 µs per socket.
+ */
+export const HELPER_MIN_SOCKETS = 6000;
+
+/** "sockets: used N" of /proc/net/sockstat: every socket of this network namespace. */
+export function socketsInUse(procRoot: string): number {
+  try {
+    const match = /^sockets: used (\d+)/m.exec(readFileSync(`${procRoot}/net/sockstat`, 'latin1'));
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether a helper is worth starting here: a second CPU, and enough sockets. */
+export function helperWorthwhile(procRoot: string): boolean {
+  return availableParallelism() >= 2 && socketsInUse(procRoot) >= HELPER_MIN_SOCKETS;
+}
+
+/**
+ * Where to cut a list so that the items before the cut weigh about `share` of the whole:
+ * an item goes before the cut when less than half of it lies past the share.
+ */
+export function cutByWeight(weights: ArrayLike<number>, share: number): number {
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) total += weights[i] as number;
+  let sum = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const weight = weights[i] as number;
+    if (sum + weight / 2 > total * share) return i;
+    sum += weight;
+  }
+  return weights.length;
+}
+
+/**
+ * Where to cut the PID list so that the processes before the cut hold about `share` of
+ * the open fds (Linux 6.2+ reports a process's fd count as the size of /proc/PID/fd;
+ * before that every process counts the same).
+ */
+export function splitProcesses(procRoot: string, pids: readonly number[], share: number): number {
+  const weights = pids.map((pid) => {
+    try {
+      return statSync(`${procRoot}/${pid}/fd`).size || 1;
+    } catch {
+      return 0; // exited
+    }
+  });
+  return cutByWeight(weights, share);
+}

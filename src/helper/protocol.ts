@@ -1,0 +1,198 @@
+/**
+ * What knetstat and its helper process say to each other: one message per frame, a
+ * 4-byte length (little-endian) then the message as v8.serialize writes it, over two
+ * plain blocking pipes that both sides read and write synchronously (never through
+ * libuv: each side is in the middle of synchronous work when it talks).
+ *
+ * The conversation is strictly request, reply: scan (the helper's share of /proc),
+ * then read (its share of the option rows), each answered once; the parent closing
+ * its pipe ends it.
+ */
+import { readSync, writeSync } from 'node:fs';
+import { deserialize, serialize } from 'node:v8';
+import type { OptionValue } from '../model.js';
+import type { ReadJobs } from '../options/jobs.js';
+
+/** Parent → helper: find the socket fds of these processes. */
+export interface ScanRequest {
+  type: 'scan';
+  procRoot: string;
+  pids: Int32Array;
+}
+
+/** Helper → parent: every `socket:[N]` fd of the processes, in scan order. */
+export interface ScanReply {
+  type: 'scanned';
+  pid: Int32Array;
+  fd: Int32Array;
+  inode: Float64Array;
+  /** The command of each process that holds a socket: `commands[i]` is `commandPid[i]`'s. */
+  commandPid: Int32Array;
+  commands: string[];
+  unreadableProcesses: number;
+}
+
+/** Parent → helper: read these option rows (jobs.ts), pidfds left to the helper. */
+export interface ReadRequest {
+  type: 'read';
+  /** The option names to read, or null for the whole catalogue. */
+  only: string[] | null;
+  ioUring: boolean;
+  jobs: ReadJobs;
+}
+
+/** Helper → parent: each row's outcome (row-reader.ts's number), and its words or values. */
+export interface ReadReply {
+  type: 'values';
+  status: Uint8Array;
+  /** Why a row was not read; '' for one that was. */
+  messages: string[];
+  values: ValueColumns;
+}
+
+/** Helper → parent: the request failed there; the parent does the work itself. */
+export interface ErrorReply {
+  type: 'error';
+  message: string;
+}
+
+export type HelperRequest = ScanRequest | ReadRequest;
+export type HelperReply = ScanReply | ReadReply | ErrorReply;
+
+const KIND_ABSENT = 0;
+const KIND_NULL = 1;
+const KIND_NUMBER = 2;
+const KIND_STRING = 3;
+
+/**
+ * Option values of many rows, `width` per row, as columns that serialize as a few
+ * blocks of bytes rather than a JS value each.
+ */
+export interface ValueColumns {
+  width: number;
+  kinds: Uint8Array;
+  numbers: Float64Array;
+  strings: string[];
+}
+
+export function allocateValueColumns(rows: number, width: number): ValueColumns {
+  return {
+    width,
+    kinds: new Uint8Array(rows * width),
+    numbers: new Float64Array(rows * width),
+    strings: [],
+  };
+}
+
+/** Stores row `row`'s values (at most `width`; undefined = absent). */
+export function storeValues(
+  columns: ValueColumns,
+  row: number,
+  values: ReadonlyArray<OptionValue | undefined>,
+): void {
+  if (values.length > columns.width) throw new RangeError('more values than the columns hold');
+  const at = row * columns.width;
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (value === undefined) columns.kinds[at + i] = KIND_ABSENT;
+    else if (value === null) columns.kinds[at + i] = KIND_NULL;
+    else if (typeof value === 'number') {
+      columns.kinds[at + i] = KIND_NUMBER;
+      columns.numbers[at + i] = value;
+    } else {
+      columns.kinds[at + i] = KIND_STRING;
+      columns.numbers[at + i] = columns.strings.length;
+      columns.strings.push(value);
+    }
+  }
+}
+
+/** Row `row`'s first `count` values into `into`. */
+export function loadValues(
+  columns: ValueColumns,
+  row: number,
+  count: number,
+  into: Array<OptionValue | undefined>,
+): void {
+  if (count > columns.width) throw new RangeError('more values asked for than the columns hold');
+  const at = row * columns.width;
+  into.length = count;
+  for (let i = 0; i < count; i++) {
+    const kind = columns.kinds[at + i];
+    if (kind === KIND_NUMBER) into[i] = columns.numbers[at + i] as number;
+    else if (kind === KIND_NULL) into[i] = null;
+    else if (kind === KIND_STRING) into[i] = columns.strings[columns.numbers[at + i] as number];
+    else into[i] = undefined;
+  }
+}
+
+const HEADER_SIZE = 4;
+/** Far more than any real message (a few MB at 100k sockets): a corrupt length stops here. */
+export const MAX_FRAME_SIZE = 1 << 30;
+
+/** The frame of one message: its length, then its bytes. */
+export function encodeFrame(message: HelperRequest | HelperReply): Buffer {
+  const body = serialize(message);
+  const frame = Buffer.allocUnsafe(HEADER_SIZE + body.length);
+  frame.writeUInt32LE(body.length, 0);
+  body.copy(frame, HEADER_SIZE);
+  return frame;
+}
+
+/** Writes all of `bytes` to `fd` (a pipe may take a large write in parts). */
+export function writeAll(fd: number, bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+}
+
+export function writeMessage(fd: number, message: HelperRequest | HelperReply): void {
+  writeAll(fd, encodeFrame(message));
+}
+
+/** Fills `buffer` from `fd`; false when the pipe ends first (having read nothing, or only part). */
+function readFully(fd: number, buffer: Uint8Array): 'full' | 'eof' | 'short' {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const got = readSync(fd, buffer, filled, buffer.length - filled, null);
+    if (got === 0) return filled === 0 ? 'eof' : 'short';
+    filled += got;
+  }
+  return 'full';
+}
+
+/** A frame that is cut short or does not decode: the other side failed mid-message. */
+export class BrokenFrameError extends Error {}
+
+/**
+ * The next message from `fd`, or null when the pipe ended cleanly between messages.
+ * Throws BrokenFrameError for a frame cut short or one that does not decode.
+ */
+export function readMessage(fd: number): unknown {
+  const header = Buffer.alloc(HEADER_SIZE);
+  const start = readFully(fd, header);
+  if (start === 'eof') return null;
+  if (start === 'short') throw new BrokenFrameError('the pipe ended inside a frame header');
+  const length = header.readUInt32LE(0);
+  if (length > MAX_FRAME_SIZE) throw new BrokenFrameError(`a frame of ${length} bytes is not believable`);
+  const body = Buffer.allocUnsafe(length);
+  if (readFully(fd, body) !== 'full') throw new BrokenFrameError('the pipe ended inside a frame');
+  try {
+    return deserialize(body);
+  } catch (error) {
+    throw new BrokenFrameError(`a frame did not decode: ${(error as Error).message}`);
+  }
+}
+
+/** The message if it is an object whose `type` is `type`, else a BrokenFrameError. */
+export function expectType<T extends { type: string }>(message: unknown, type: T['type']): T {
+  if (typeof message !== 'object' || message === null || !('type' in message))
+    throw new BrokenFrameError('a message without a type');
+  const got = (message as { type: unknown }).type;
+  if (got === 'error' && type !== 'error')
+    throw new HelperFailedError(String((message as { message?: unknown }).message));
+  if (got !== type) throw new BrokenFrameError(`expected a ${type} message, got ${String(got)}`);
+  return message as T;
+}
+
+/** The helper reported that it could not do what was asked. */
+export class HelperFailedError extends Error {}

@@ -1,0 +1,81 @@
+/**
+ * What the helper process does for each request (see child.ts): the same scan and row
+ * reading as the parent's, answered as protocol.ts's columns.
+ */
+import { directFdAccess, libcFdAccess, PidfdTable } from '../options/fd-access.js';
+import { SpecLists } from '../options/jobs.js';
+import { RowReader } from '../options/row-reader.js';
+import { type OwnerScan, scanProcesses } from '../procfs/owners.js';
+import {
+  allocateValueColumns,
+  type ReadReply,
+  type ReadRequest,
+  type ScanReply,
+  type ScanRequest,
+  storeValues,
+} from './protocol.js';
+
+/** The socket fds of the processes asked for, as the reply's columns. */
+export function scan(request: ScanRequest): ScanReply {
+  const result: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
+  // Every socket: which inodes the dump lists, the parent knows only later.
+  scanProcesses(request.procRoot, Array.from(request.pids), undefined, result);
+  let entries = 0;
+  for (const owners of result.owners.values()) entries += owners.length;
+  const pid = new Int32Array(entries);
+  const fd = new Int32Array(entries);
+  const inode = new Float64Array(entries);
+  const commandOf = new Map<number, string>();
+  let i = 0;
+  for (const [socketInode, owners] of result.owners) {
+    for (const owner of owners) {
+      pid[i] = owner.pid;
+      fd[i] = owner.fd;
+      inode[i] = socketInode;
+      commandOf.set(owner.pid, owner.command);
+      i++;
+    }
+  }
+  return {
+    type: 'scanned',
+    pid,
+    fd,
+    inode,
+    commandPid: Int32Array.from(commandOf.keys()),
+    commands: Array.from(commandOf.values()),
+    unreadableProcesses: result.unreadableProcesses,
+  };
+}
+
+/** Reads the rows asked for, with this process's own pidfds and io_uring. */
+export function read(request: ReadRequest): ReadReply {
+  const access = request.ioUring ? libcFdAccess : directFdAccess;
+  const specs = new SpecLists(request.only === null ? undefined : new Set(request.only));
+  const jobs = request.jobs;
+  const pidfds = new PidfdTable(access);
+  const rows = new RowReader(access, specs);
+  try {
+    for (let o = 0; o < jobs.ownerPid.length; o++)
+      jobs.ownerPidfd[o] = pidfds.pidfdOf(jobs.ownerPid[o] as number);
+    let width = 0;
+    for (let row = 0; row < jobs.count; row++)
+      width = Math.max(width, specs.get(jobs.key[row] as number).length);
+    const status = new Uint8Array(jobs.count);
+    const messages: string[] = [];
+    const values = allocateValueColumns(jobs.count, width);
+    for (let row = 0; row < jobs.count; row++) {
+      const outcome = rows.readRow(jobs, row);
+      status[row] = outcome;
+      if (outcome === 0) {
+        storeValues(values, row, rows.values);
+        messages.push('');
+      } else {
+        messages.push(rows.message);
+      }
+    }
+    return { type: 'values', status, messages, values };
+  } finally {
+    rows.close();
+    pidfds.close();
+  }
+}

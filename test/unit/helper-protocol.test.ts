@@ -1,0 +1,192 @@
+/**
+ * The helper process's frames over real pipes: whole messages, messages that arrive in
+ * pieces, and the ways a frame can be broken (cut short, a length nobody sends, bytes
+ * that do not decode); option values through their columns; the weights that cut work.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, writeSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cutByWeight } from '../../src/helper/parent.js';
+import {
+  allocateValueColumns,
+  BrokenFrameError,
+  encodeFrame,
+  expectType,
+  HelperFailedError,
+  loadValues,
+  MAX_FRAME_SIZE,
+  readMessage,
+  type ScanReply,
+  storeValues,
+  writeMessage,
+} from '../../src/helper/protocol.js';
+import type { OptionValue } from '../../src/model.js';
+import { allocateJobs, sliceJobs } from '../../src/options/jobs.js';
+import * as libc from '../../src/sys/libc.js';
+
+const open: number[] = [];
+
+function pipe(): [number, number] {
+  const fds = libc.pipe();
+  open.push(...fds);
+  return fds;
+}
+
+function closeOne(fd: number): void {
+  closeSync(fd);
+  open.splice(open.indexOf(fd), 1);
+}
+
+afterEach(() => {
+  for (const fd of open.splice(0)) closeSync(fd);
+});
+
+const scanReply: ScanReply = {
+  type: 'scanned',
+  pid: Int32Array.of(10, 10, 42),
+  fd: Int32Array.of(3, 7, 4),
+  inode: Float64Array.of(1001, 1002, 2 ** 40),
+  commandPid: Int32Array.of(10, 42),
+  commands: ['nginx', 'sshd: \u00e9'],
+  unreadableProcesses: 2,
+};
+
+describe('frames', () => {
+  it('carries a message whole, typed arrays included, and then reports the end', () => {
+    const [read, write] = pipe();
+    writeMessage(write, scanReply);
+    writeMessage(write, { type: 'error', message: 'second' });
+    closeOne(write);
+    expect(readMessage(read)).toEqual(scanReply);
+    expect(readMessage(read)).toEqual({ type: 'error', message: 'second' });
+    expect(readMessage(read)).toBeNull();
+  });
+
+  it('reassembles a frame that another process writes in pieces', () => {
+    const [read, write] = pipe();
+    const frame = encodeFrame(scanReply);
+    // Header split in two, then the body in two, with pauses between the writes.
+    const script = `
+      const fs = require('node:fs');
+      const frame = Buffer.from(process.argv[1], 'hex');
+      const cuts = [2, 4, frame.length >> 1, frame.length];
+      let at = 0;
+      for (const cut of cuts) {
+        fs.writeSync(3, frame, at, cut - at);
+        at = cut;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30);
+      }`;
+    const writer = spawnSync(process.execPath, ['-e', script, frame.toString('hex')], {
+      stdio: ['ignore', 'inherit', 'inherit', write],
+    });
+    expect(writer.status).toBe(0);
+    closeOne(write);
+    expect(readMessage(read)).toEqual(scanReply);
+  });
+
+  it('refuses a frame cut short in its header or its body', () => {
+    const frame = encodeFrame(scanReply);
+    for (const length of [1, 3, 4, 10, frame.length - 1]) {
+      const [read, write] = pipe();
+      writeSync(write, frame, 0, length);
+      closeOne(write);
+      expect(() => readMessage(read)).toThrow(BrokenFrameError);
+    }
+  });
+
+  it('refuses a length past MAX_FRAME_SIZE without trying to read it', () => {
+    const [read, write] = pipe();
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE(MAX_FRAME_SIZE + 1, 0);
+    writeSync(write, header);
+    expect(() => readMessage(read)).toThrow(/not believable/);
+  });
+
+  it('refuses bytes that do not decode', () => {
+    const [read, write] = pipe();
+    // The start of an object whose first key claims 9 bytes and has 1.
+    const body = Buffer.from([0xff, 0x0f, 0x6f, 0x22, 0x09, 0x61]);
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE(body.length, 0);
+    writeSync(write, Buffer.concat([header, body]));
+    closeOne(write);
+    expect(() => readMessage(read)).toThrow(BrokenFrameError);
+  });
+});
+
+describe('expectType', () => {
+  it('passes the expected type and turns a helper error into HelperFailedError', () => {
+    expect(expectType({ type: 'scanned' }, 'scanned')).toEqual({ type: 'scanned' });
+    expect(() => expectType({ type: 'error', message: 'EMFILE' }, 'scanned')).toThrow(HelperFailedError);
+    expect(() => expectType({ type: 'values' }, 'scanned')).toThrow(BrokenFrameError);
+    expect(() => expectType(7, 'scanned')).toThrow(BrokenFrameError);
+    expect(() => expectType(null, 'scanned')).toThrow(BrokenFrameError);
+  });
+});
+
+describe('value columns', () => {
+  it('give back numbers, null, strings and absent values per row', () => {
+    const columns = allocateValueColumns(3, 4);
+    const rows: Array<Array<OptionValue | undefined>> = [
+      [1, null, 'cubic', undefined],
+      [-1, 2 ** 53, 0.5, ''],
+      [undefined, undefined],
+    ];
+    rows.forEach((values, row) => {
+      storeValues(columns, row, values);
+    });
+    const into: Array<OptionValue | undefined> = [];
+    loadValues(columns, 0, 4, into);
+    expect(into).toEqual([1, null, 'cubic', undefined]);
+    loadValues(columns, 1, 4, into);
+    expect(into).toEqual([-1, 2 ** 53, 0.5, '']);
+    loadValues(columns, 2, 2, into);
+    expect(into).toEqual([undefined, undefined]);
+  });
+
+  it('refuse more values than a row holds', () => {
+    const columns = allocateValueColumns(1, 2);
+    expect(() => storeValues(columns, 0, [1, 2, 3])).toThrow(RangeError);
+    expect(() => loadValues(columns, 0, 3, [])).toThrow(RangeError);
+  });
+});
+
+describe('cutting work', () => {
+  it('cuts a list where the share of its weight ends', () => {
+    expect(cutByWeight([1, 1, 1, 1], 0.5)).toBe(2);
+    expect(cutByWeight([1, 1, 1, 1], 0)).toBe(0);
+    expect(cutByWeight([1, 1, 1, 1], 1)).toBe(4);
+    expect(cutByWeight([100, 1, 1, 1], 0.2)).toBe(0);
+    expect(cutByWeight([100, 1, 1, 1], 0.6)).toBe(1);
+    expect(cutByWeight([], 0.5)).toBe(0);
+  });
+
+  it('slices job rows with their owners, owner indexes from 0', () => {
+    const jobs = allocateJobs(3, 5);
+    const owners = [[11], [21, 22], [31, 32]];
+    let o = 0;
+    owners.forEach((pids, row) => {
+      jobs.key[row] = row + 4;
+      jobs.inode[row] = 100 + row;
+      jobs.cookie[row] = BigInt(1000 + row);
+      jobs.hasCookie[row] = 1;
+      jobs.known[row * 2] = row;
+      for (const pid of pids) {
+        jobs.ownerPid[o] = pid;
+        jobs.ownerFd[o] = pid + 1;
+        o++;
+      }
+      jobs.ownerStart[row + 1] = o;
+    });
+    jobs.count = 3;
+    const slice = sliceJobs(jobs, 1, 3);
+    expect(slice.count).toBe(2);
+    expect([...slice.key]).toEqual([5, 6]);
+    expect([...slice.inode]).toEqual([101, 102]);
+    expect([...slice.cookie]).toEqual([1001n, 1002n]);
+    expect([...slice.known]).toEqual([1, 0, 2, 0]);
+    expect([...slice.ownerStart]).toEqual([0, 2, 4]);
+    expect([...slice.ownerPid]).toEqual([21, 22, 31, 32]);
+    expect([...slice.ownerFd]).toEqual([22, 23, 32, 33]);
+  });
+});
