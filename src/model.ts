@@ -159,4 +159,9 @@ export interface Collection {
   source: Source;
   /** Notes for stderr, e.g. why netlink was not used, or why options could not be read. */
   warnings: string[];
+  /** Whether a helper process did part of the scan and reads (see CollectSettings.parallel). */
+  helper: HelperUse;
 }
+
+/** 'used': a helper process did its share; 'failed': it was started but this process did its share. */
+export type HelperUse = 'none' | 'used' | 'failed';

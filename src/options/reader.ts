@@ -7,14 +7,18 @@
  * read step could run elsewhere; a worker thread was tried and gave nothing here (see
  * README, "What the time goes to"), a second process is the next thing to try.
  */
+
+import { cutByWeight, type HelperProcess } from '../helper/parent.js';
+import { loadValues, type ReadReply } from '../helper/protocol.js';
 import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
-import { SystemCallError } from '../sys/errors.js';
 import type { OptionSpec, SockDiagSource } from './catalogue.js';
-import { directFdAccess, type FdAccess, libcFdAccess } from './fd-access.js';
+import { directFdAccess, type FdAccess, libcFdAccess, PidfdTable } from './fd-access.js';
 import {
   allocateJobs,
+  isKnown,
   type ReadJobs,
   SpecLists,
+  sliceJobs,
   specKey,
   UNREADABLE_REASONS,
   type UnreadableReason,
@@ -63,14 +67,21 @@ export interface ReadOptionsSettings {
   ioUring?: boolean;
 }
 
-type ProcessHandle = { pidfd: number } | { error: SystemCallError };
+/** Fewer rows than this are not worth a round trip to the helper (unless told `any`). */
+const HELPER_MIN_ROWS = 2000;
+/**
+ * This process's share of the option calls when a helper reads the rest. Half: on the
+ * 2-CPU VM of bench/RESULTS.md, shares from 0.4 to 0.6 measured alike within the noise
+ * (this process also finishes every row and renders, but the helper started later).
+ */
+const PARENT_READ_SHARE = 0.5;
 
 export class OptionReader {
   private readonly access: FdAccess;
   private readonly only: ReadonlySet<string> | undefined;
   private readonly refuseDuplication: string | undefined;
   private readonly ioUring: boolean;
-  private readonly processes = new Map<number, ProcessHandle>();
+  private readonly pidfds: PidfdTable;
   private readonly specs: SpecLists;
   private readonly rows: RowReader;
   /** An object with every key of a spec list, in order, to copy for each socket. */
@@ -97,20 +108,7 @@ export class OptionReader {
     this.refuseDuplication = settings.refuseDuplication;
     this.specs = new SpecLists(settings.only);
     this.rows = new RowReader(this.access, this.specs);
-  }
-
-  private processHandle(pid: number): ProcessHandle {
-    let handle = this.processes.get(pid);
-    if (!handle) {
-      try {
-        handle = { pidfd: this.access.pidfdOpen(pid) };
-      } catch (error) {
-        if (!(error instanceof SystemCallError)) throw error;
-        handle = { error };
-      }
-      this.processes.set(pid, handle);
-    }
-    return handle;
+    this.pidfds = new PidfdTable(this.access);
   }
 
   /** Reads one socket's options (see readAll). */
@@ -121,29 +119,58 @@ export class OptionReader {
   /**
    * Fills each socket's `options`, or sets `options: null` and `optionsError`. Returns
    * the sockets that still exist: one that vanished during the scan (every owner closed
-   * it or exited) is skipped quietly.
+   * it or exited) is skipped quietly. With a helper process, the later rows are read
+   * there while this process reads the first ones; if the helper fails, they are read
+   * here after all (`helperProblem` says why).
    */
-  readAll(sockets: readonly SocketRecord[]): SocketRecord[] {
+  readAll(
+    sockets: readonly SocketRecord[],
+    helper?: HelperProcess,
+    helperRows: 'enough' | 'any' = 'enough',
+  ): SocketRecord[] {
     let ownerCount = 0;
     for (const s of sockets) ownerCount += s.processes.length;
     const jobs = allocateJobs(sockets.length, ownerCount);
     const rowSockets: SocketRecord[] = [];
     for (const socket of sockets) if (this.plan(socket, jobs)) rowSockets.push(socket);
 
+    const status = new Uint8Array(jobs.count);
+    let cut = jobs.count;
+    if (helper && jobs.count > 0 && (helperRows === 'any' || jobs.count >= HELPER_MIN_ROWS)) {
+      cut = this.splitRows(jobs, PARENT_READ_SHARE);
+      try {
+        helper.requestRead(sliceJobs(jobs, cut, jobs.count), this.only ? [...this.only] : null, this.ioUring);
+      } catch (error) {
+        this.helperProblem = (error as Error).message;
+        cut = jobs.count;
+      }
+    }
     // Each row is settled as soon as its values are in: no list of every socket's values
     // is ever held.
-    const status = new Uint8Array(jobs.count);
-    for (let row = 0; row < jobs.count; row++) {
-      const outcome = this.rows.readRow(jobs, row);
-      status[row] = outcome;
-      const socket = rowSockets[row] as SocketRecord;
-      if (outcome === 0) {
-        socket.options = this.finish(socket, jobs, row, this.rows.values);
-        delete socket.optionsError;
-        this.summary.read++;
+    this.readRows(jobs, 0, cut, rowSockets, status);
+    if (cut < jobs.count && helper) {
+      let reply: ReadReply | undefined;
+      try {
+        reply = helper.receiveRead(jobs.count - cut);
+      } catch (error) {
+        this.helperProblem = (error as Error).message;
+      }
+      if (reply) {
+        const values = this.values;
+        for (let row = cut; row < jobs.count; row++) {
+          const at = row - cut;
+          const outcome = reply.status[at] as number;
+          status[row] = outcome;
+          const socket = rowSockets[row] as SocketRecord;
+          if (outcome === 0) {
+            loadValues(reply.values, at, this.specs.get(jobs.key[row] as number).length, values);
+            this.settle(socket, jobs, row, 0, values, '');
+          } else {
+            this.settle(socket, jobs, row, outcome, values, reply.messages[at] as string);
+          }
+        }
       } else {
-        const reason = UNREADABLE_REASONS[outcome - 1] as UnreadableReason;
-        this.fail(socket, reason, this.rows.message);
+        this.readRows(jobs, cut, jobs.count, rowSockets, status);
       }
     }
 
@@ -158,6 +185,59 @@ export class OptionReader {
       kept.push(socket);
     }
     return kept;
+  }
+
+  /** Why the helper process could not read its share, when it could not. */
+  helperProblem: string | undefined;
+
+  private readRows(
+    jobs: ReadJobs,
+    from: number,
+    to: number,
+    rowSockets: readonly SocketRecord[],
+    status: Uint8Array,
+  ): void {
+    for (let row = from; row < to; row++) {
+      const outcome = this.rows.readRow(jobs, row);
+      status[row] = outcome;
+      this.settle(rowSockets[row] as SocketRecord, jobs, row, outcome, this.rows.values, this.rows.message);
+    }
+  }
+
+  /** Row `row`'s outcome onto its socket: its options, or why they are unknown. */
+  private settle(
+    socket: SocketRecord,
+    jobs: ReadJobs,
+    row: number,
+    outcome: number,
+    values: ReadonlyArray<OptionValue | undefined>,
+    message: string,
+  ): void {
+    if (outcome === 0) {
+      socket.options = this.finish(socket, jobs, row, values);
+      delete socket.optionsError;
+      this.summary.read++;
+    } else {
+      const reason = UNREADABLE_REASONS[outcome - 1];
+      if (reason === undefined) throw new RangeError(`no reason numbered ${outcome}`);
+      this.fail(socket, reason, message);
+    }
+  }
+
+  /**
+   * The row where this process stops and the helper starts: this process takes about
+   * `share` of the calls (each row costs its pidfd_getfd and close, and a getsockopt per
+   * option the dump did not give), since it also finishes every row and renders.
+   */
+  private splitRows(jobs: ReadJobs, share: number): number {
+    const weights = new Float64Array(jobs.count);
+    for (let row = 0; row < jobs.count; row++) {
+      const specs = this.specs.get(jobs.key[row] as number);
+      let calls = 2;
+      for (let i = 0; i < specs.length; i++) if (!isKnown(jobs, row, i)) calls++;
+      weights[row] = calls;
+    }
+    return cutByWeight(weights, share);
   }
 
   /**
@@ -209,10 +289,9 @@ export class OptionReader {
     }
     let o = jobs.ownerStart[row] as number;
     for (const owner of socket.processes) {
-      const handle = this.processHandle(owner.pid);
       jobs.ownerPid[o] = owner.pid;
       jobs.ownerFd[o] = owner.fd;
-      jobs.ownerPidfd[o] = 'pidfd' in handle ? handle.pidfd : -handle.error.errno;
+      jobs.ownerPidfd[o] = this.pidfds.pidfdOf(owner.pid);
       o++;
     }
     jobs.ownerStart[row + 1] = o;
@@ -272,16 +351,7 @@ export class OptionReader {
 
   /** Closes every pidfd opened for this collection, and the io_uring. */
   close(): void {
-    for (const handle of this.processes.values()) {
-      if ('pidfd' in handle) {
-        try {
-          this.access.close(handle.pidfd);
-        } catch {
-          // Nothing useful to do: the fd is ours and was open.
-        }
-      }
-    }
-    this.processes.clear();
+    this.pidfds.close();
     this.rows.close();
   }
 }

@@ -4,4 +4,6 @@
 import { collectSockets } from '../../dist/index.js';
 
 const settings = JSON.parse(process.argv[2] ?? '{}');
+// JSON has no Set: a list of option names stands for one.
+if (Array.isArray(settings.options)) settings.options = new Set(settings.options);
 process.stdout.write(JSON.stringify(collectSockets(settings)));

@@ -1,0 +1,124 @@
+/**
+ * The helper process: collecting with it gives what collecting without it gives — the
+ * same sockets, owners and options — and a helper that cannot start, says nothing
+ * sensible, or fails half-way only costs time: this process does its share and says so.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Collection, SocketRecord } from '../../src/model.js';
+import { netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
+
+const skip = netnsUnavailableReason();
+
+const SOL_SOCKET = 1;
+const SOL_TCP = 6;
+
+/** What must not depend on who read it (SO_INCOMING_CPU may change between two reads). */
+function essentials(collection: Collection) {
+  return collection.sockets.map((s: SocketRecord) => {
+    const { SO_INCOMING_CPU: _cpu, ...options } = s.options ?? {};
+    return {
+      table: `${s.protocol}${s.family}`,
+      state: s.state,
+      local: s.local,
+      remote: s.remote,
+      inode: s.inode,
+      processes: s.processes,
+      options: s.options ? options : null,
+      optionsError: s.optionsError,
+    };
+  });
+}
+
+const DIES_AT_READ = `${ROOT}test/helpers/helper-dies-at-read.mjs`;
+
+describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let first: SocketChild;
+  let second: SocketChild;
+  let alone: ReturnType<typeof essentials>;
+
+  beforeAll(async () => {
+    first = await SocketChild.start();
+    // A second owner in the same namespace: sockets of two processes, whose rows fall on
+    // both sides of the split between this process and the helper.
+    second = await SocketChild.start({ netnsOf: first.pid });
+    await first.run({
+      op: 'listen',
+      id: 'L',
+      options: [
+        [SOL_SOCKET, 2, 1], // SO_REUSEADDR
+        [SOL_TCP, 9, 5], // TCP_DEFER_ACCEPT
+      ],
+    });
+    await first.run({
+      op: 'connect',
+      id: 'C',
+      to: 'L',
+      accept_as: 'A',
+      options: [
+        [SOL_SOCKET, 9, 1], // SO_KEEPALIVE
+        [SOL_TCP, 4, 77], // TCP_KEEPIDLE
+      ],
+      accept_options: [[SOL_TCP, 1, 1]], // TCP_NODELAY
+    });
+    await first.run({ op: 'listen_many', count: 40, prefix: 'm' });
+    await second.run({ op: 'listen', id: 'L6', family: 6, address: '::1', options: [[SOL_SOCKET, 15, 1]] });
+    await second.run({ op: 'udp', id: 'U', options: [[SOL_SOCKET, 6, 1]] }); // SO_BROADCAST
+    await second.run({ op: 'listen_many', count: 40, prefix: 'n' });
+    const collection = first.collect({ parallel: 'off' });
+    expect(collection.helper).toBe('none');
+    alone = essentials(collection);
+  });
+
+  afterAll(async () => {
+    await second?.stop();
+    await first?.stop();
+  });
+
+  it('finds the same sockets, owners and options as one process does', () => {
+    const collection = first.collect({ parallel: 'on' });
+    expect(collection.helper).toBe('used');
+    expect(collection.warnings.filter((w) => w.includes('helper'))).toEqual([]);
+    expect(essentials(collection)).toEqual(alone);
+    // Both processes' sockets are there, read.
+    const pids = new Set(collection.sockets.flatMap((s) => s.processes.map((p) => p.pid)));
+    expect(pids).toEqual(new Set([first.pid, second.pid]));
+    expect(collection.sockets.filter((s) => s.state === 'LISTEN').every((s) => s.options !== null)).toBe(
+      true,
+    );
+  });
+
+  it('reads only the options asked for there too', () => {
+    const only = ['SO_REUSEADDR', 'TCP_KEEPIDLE'];
+    const parallel = first.collect({ parallel: 'on', options: only });
+    const single = first.collect({ parallel: 'off', options: only });
+    expect(parallel.helper).toBe('used');
+    expect(essentials(parallel)).toEqual(essentials(single));
+    for (const s of parallel.sockets)
+      if (s.options) expect(Object.keys(s.options).every((name) => only.includes(name))).toBe(true);
+  });
+
+  const failures: Array<[string, string[], RegExp]> = [
+    [
+      'cannot start',
+      ['/nonexistent/knetstat-helper'],
+      /helper process failed \(could not start \/nonexistent/,
+    ],
+    ['exits at once', [process.execPath, '-e', 'process.exit(3)'], /helper ended without answering/],
+    [
+      'answers bytes that do not decode',
+      [process.execPath, '-e', "require('fs').writeSync(4, Buffer.from([3,0,0,0,0xff,0x0f,0x6f]))"],
+      /did not decode/,
+    ],
+    ['ends before reading its rows', [process.execPath, DIES_AT_READ, 'exit'], /ended without answering/],
+    ['says it could not read its rows', [process.execPath, DIES_AT_READ, 'error'], /EMFILE/],
+    ['answers half a frame', [process.execPath, DIES_AT_READ, 'short'], /ended inside a frame/],
+  ];
+  it.each(failures)('when it %s, this process does its share and says so', (_what, command, why) => {
+    const collection = first.collect({ parallel: 'on', helperCommand: command });
+    expect(collection.helper).toBe('failed');
+    const warnings = collection.warnings.filter((w) => w.includes('helper process failed'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(why);
+    expect(essentials(collection)).toEqual(alone);
+  });
+});
