@@ -27,6 +27,11 @@ function serve(): void {
   }
 }
 
+// Ctrl-C, and a closing terminal's SIGHUP, reach the whole process group. The parent
+// decides what happens then (watch mode finishes its collection and exits cleanly); the
+// helper ends when the parent closes its pipe or exits.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
+
 try {
   serve();
 } catch (error) {

@@ -4,6 +4,7 @@
  * sensible, or fails half-way only costs time: this process does its share and says so.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HelperProcess } from '../../src/helper/parent.js';
 import type { Collection, SocketRecord } from '../../src/model.js';
 import { netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
 
@@ -120,5 +121,23 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(why);
     expect(essentials(collection)).toEqual(alone);
+  });
+});
+
+describe('the helper process and signals', () => {
+  it('keeps working through the SIGINT, SIGTERM and SIGHUP a terminal sends the whole group', () => {
+    const helper = HelperProcess.start();
+    try {
+      // A first answer shows it is serving, its handlers in place.
+      helper.requestScan('/proc', [process.pid]);
+      const first = helper.receiveScan();
+      expect(first.commandPid.length).toBeLessThanOrEqual(1);
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+        process.kill(helper.pid as number, signal);
+      helper.requestScan('/proc', [process.pid]);
+      expect(helper.receiveScan().type).toBe('scanned');
+    } finally {
+      helper.close();
+    }
   });
 });
