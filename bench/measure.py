@@ -11,13 +11,98 @@ wait4's rusage gives each child's own peak RSS (getrusage(RUSAGE_CHILDREN) would
 the maximum over all of them). That peak includes the memory the child shared with this
 runner until it called exec, so a child smaller than the runner shows the runner's size:
 "runnerMaxrssKb" is sent along, and a peak not above it is only an upper bound.
+
+A command may start processes of its own (knetstat's helper process). The runner is a
+child subreaper, so those it leaves behind are reaped here and their CPU time counted
+(those it reaps itself are in its own rusage already). Where a cgroup memory controller
+can be used (v1, or v2 with memory enabled for children), each run goes into a fresh
+cgroup and "cgroupPeakKb" is the peak of all its processes' memory together, which a
+peak RSS cannot tell for two processes.
 """
+import ctypes
 import json
 import os
 import resource
 import sys
 import tempfile
 import time
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class MemoryCgroup:
+    """Fresh memory cgroups under this process's own, one per run; None where unusable."""
+
+    @staticmethod
+    def find():
+        try:
+            with open("/proc/self/cgroup") as lines:
+                entries = [line.rstrip("\n").split(":", 2) for line in lines]
+        except OSError:
+            return None
+        for _, controllers, path in entries:
+            if "memory" in controllers.split(","):
+                base = f"/sys/fs/cgroup/memory{path.rstrip('/')}"
+                if os.path.exists(f"{base}/memory.max_usage_in_bytes"):
+                    return MemoryCgroup(base, "memory.max_usage_in_bytes")
+        for _, controllers, path in entries:
+            if controllers == "":
+                base = f"/sys/fs/cgroup{path.rstrip('/')}"
+                try:
+                    with open(f"{base}/cgroup.subtree_control") as control:
+                        if "memory" in control.read().split():
+                            return MemoryCgroup(base, "memory.peak")
+                except OSError:
+                    pass
+        return None
+
+    def __init__(self, base, peak_file):
+        self.base = base
+        self.peak_file = peak_file
+        self.count = 0
+
+    def enter_new(self):
+        """Creates a cgroup and moves this runner into it; children spawned now start there."""
+        self.count += 1
+        self.path = f"{self.base}/knetstat-bench-{os.getpid()}-{self.count}"
+        os.mkdir(self.path)
+        with open(f"{self.path}/cgroup.procs", "w") as procs:
+            procs.write(str(os.getpid()))
+
+    def leave(self):
+        with open(f"{self.base}/cgroup.procs", "w") as procs:
+            procs.write(str(os.getpid()))
+
+    def peak_and_remove(self):
+        with open(f"{self.path}/{self.peak_file}") as peak:
+            value = int(peak.read().strip()) // 1024
+        for _ in range(100):
+            try:
+                os.rmdir(self.path)
+                break
+            except OSError:
+                time.sleep(0.01)  # the last process is still being released
+        return value
+
+
+def become_subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_the_rest():
+    """Waits for processes the command left behind (re-parented here); their CPU in ms."""
+    user = system = 0.0
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            return user, system
+        user += usage.ru_utime * 1000
+        system += usage.ru_stime * 1000
+
+
+CGROUP = None
 
 
 def run(argv, stdout_path):
@@ -27,17 +112,26 @@ def run(argv, stdout_path):
             (os.POSIX_SPAWN_OPEN, 1, stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
             (os.POSIX_SPAWN_DUP2, stderr.fileno(), 2),
         ]
-        start = time.perf_counter_ns()
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+        if CGROUP:
+            CGROUP.enter_new()
+        try:
+            start = time.perf_counter_ns()
+            pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+        finally:
+            if CGROUP:
+                CGROUP.leave()
         _, status, usage = os.wait4(pid, 0)
         elapsed = time.perf_counter_ns() - start
+        other_user, other_system = reap_the_rest()
+        peak = CGROUP.peak_and_remove() if CGROUP else None
         stderr.seek(0)
         text = stderr.read(2000).decode("utf-8", "replace")
     return {
         "ns": elapsed,
         "maxrssKb": usage.ru_maxrss,
-        "userMs": usage.ru_utime * 1000,
-        "systemMs": usage.ru_stime * 1000,
+        "cgroupPeakKb": peak,
+        "userMs": usage.ru_utime * 1000 + other_user,
+        "systemMs": usage.ru_stime * 1000 + other_system,
         "status": os.waitstatus_to_exitcode(status),
         "stderr": text,
         "runnerMaxrssKb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -45,6 +139,9 @@ def run(argv, stdout_path):
 
 
 def main():
+    global CGROUP
+    become_subreaper()
+    CGROUP = MemoryCgroup.find()
     for line in sys.stdin:
         if not line.strip():
             continue

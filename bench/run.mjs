@@ -233,6 +233,11 @@ async function inner(settings) {
         peakRssMb: Math.max(...s.map((x) => x.maxrssKb)) / 1024,
         // A peak at or below the runner's own size is the runner's, not the command's.
         rssFloorMb: Math.max(...s.map((x) => x.runnerMaxrssKb)) / 1024,
+        // All the command's processes together (knetstat's helper included), where
+        // measure.py could give each run a memory cgroup; null where it could not.
+        cgroupPeakMb: s.every((x) => typeof x.cgroupPeakKb === 'number')
+          ? Math.max(...s.map((x) => x.cgroupPeakKb)) / 1024
+          : null,
       };
     });
     log(`measured in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -286,12 +291,22 @@ function table(sizes) {
         base ? fixed(r.medianMs / base.medianMs, 2) : '-',
         `${fixed(r.userMs, 0)}+${fixed(r.systemMs, 0)}`,
         r.peakRssMb <= r.rssFloorMb ? `≤ ${fixed(r.rssFloorMb)}` : fixed(r.peakRssMb),
+        r.cgroupPeakMb === null ? '-' : fixed(r.cgroupPeakMb),
       ]);
     }
   }
   return markdownTable(
-    ['sockets', 'command', 'median ms', 'min–max ms', '× ss -tanpie', 'user+sys ms', 'peak RSS MB'],
-    ['right', 'left', 'right', 'right', 'right', 'right', 'right'],
+    [
+      'sockets',
+      'command',
+      'median ms',
+      'min–max ms',
+      '× ss -tanpie',
+      'user+sys ms',
+      'peak RSS MB',
+      'cgroup peak MB',
+    ],
+    ['right', 'left', 'right', 'right', 'right', 'right', 'right', 'right'],
     rows,
   );
 }
@@ -309,11 +324,15 @@ function targets(sizes) {
       `- \`${name}\` at ${largest.sockets} sockets: ${fixed(r.medianMs)} ms vs \`ss -tanpie\` ${fixed(base.medianMs)} ms = ${fixed(ratio, 2)}× (target ≤ 1.0×): ${mark(ratio <= 1)}`,
     );
   }
-  const rss = Math.max(
-    ...largest.results.filter((r) => r.name.startsWith('knetstat')).map((r) => r.peakRssMb),
-  );
+  const ours = largest.results.filter((r) => r.name.startsWith('knetstat'));
+  const rss = Math.max(...ours.map((r) => r.peakRssMb));
+  const together = ours.every((r) => r.cgroupPeakMb !== null)
+    ? Math.max(...ours.map((r) => r.cgroupPeakMb))
+    : null;
   lines.push(
-    `- peak RSS of knetstat at ${largest.sockets} sockets: ${fixed(rss)} MB (target ≤ 200 MB): ${mark(rss <= 200)}`,
+    together === null
+      ? `- peak RSS of knetstat at ${largest.sockets} sockets: ${fixed(rss)} MB (target ≤ 200 MB): ${mark(rss <= 200)} (its helper process not included: no memory cgroup here)`
+      : `- peak memory of knetstat at ${largest.sockets} sockets: RSS of its own process ${fixed(rss)} MB, all its processes together (cgroup peak) ${fixed(together)} MB (target ≤ 200 MB): ${mark(rss <= 200 && together <= 200)}`,
   );
   const previous = sizes
     .filter((s) => s.sockets < largest.sockets)
@@ -350,7 +369,11 @@ most ${SOCKETS_PER_HOLDER} sockets; a seeded share with TCP_NODELAY, keepalive a
 timers, fixed buffers, timeouts, TCP_USER_TIMEOUT or SO_LINGER set). Output goes to
 /dev/null. Wall time is from spawn to exit; peak RSS and CPU come from wait4(2) on each
 run ("≤ N": no more than the measuring process's own N MB, which a child shares until it
-execs). "× ss -tanpie" is the median divided by \`ss -tanpie\`'s median from the same
+execs), CPU including knetstat's helper process (measure.py reaps it as a subreaper).
+"cgroup peak" is the peak memory of all the command's processes together, from a memory
+cgroup made for each run: it counts memory they allocated, not the pages of the node
+binary and libraries that the page cache already held, which RSS counts.
+"× ss -tanpie" is the median divided by \`ss -tanpie\`'s median from the same
 benchmark run. \`ss -p\`, \`netstat -p\` and every knetstat mode scan the fds of every
 process on the host, not only of the namespace.
 
