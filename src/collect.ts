@@ -296,6 +296,47 @@ function addHelperOwners(scan: OwnerScan, reply: ScanReply, wanted: ReadonlySet<
   scan.unreadableProcesses += reply.unreadableProcesses;
 }
 
+/**
+ * The helper scanned its share while the dump ran, so a socket one of its processes
+ * opened after that scan is in the dump without an owner. Those sockets (and the ones
+ * nobody owns, which cannot be told apart) are looked for again in the helper's share,
+ * half of it here and half there; one process alone scans after the dump and never
+ * misses them.
+ */
+function rescanForLateSockets(
+  procRoot: string,
+  helper: HelperProcess,
+  helperPids: readonly number[],
+  wanted: ReadonlySet<number>,
+  scan: OwnerScan,
+  onFailure: (error: unknown) => void,
+): void {
+  const missing = new Set<number>();
+  for (const inode of wanted) if (!scan.owners.has(inode)) missing.add(inode);
+  if (missing.size === 0) return;
+  const half = helperPids.length >> 1;
+  const theirs = helperPids.slice(half);
+  let asked = false;
+  try {
+    helper.requestScan(procRoot, theirs, missing);
+    asked = true;
+  } catch (error) {
+    onFailure(error);
+  }
+  // Owners are kept in PID order: this half's first, then the helper's.
+  scanProcesses(procRoot, helperPids.slice(0, half), missing, scan);
+  let answered = false;
+  if (asked) {
+    try {
+      addHelperOwners(scan, helper.receiveScan(), missing);
+      answered = true;
+    } catch (error) {
+      onFailure(error);
+    }
+  }
+  if (!answered) scanProcesses(procRoot, theirs, missing, scan);
+}
+
 /** Collects the sockets of the tables asked for, with owners and options as asked. */
 export function collectSockets(settings: CollectSettings = {}): Collection {
   const procRoot = settings.procRoot ?? '/proc';
@@ -322,12 +363,15 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
       const scan: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
       scanProcesses(procRoot, split.ownPids, wanted, scan);
       if (helper) {
+        let scanned = false;
         try {
           addHelperOwners(scan, helper.receiveScan(), wanted);
+          scanned = true;
         } catch (error) {
           helperFailed(error);
           scanProcesses(procRoot, split.helperPids, wanted, scan);
         }
+        if (scanned) rescanForLateSockets(procRoot, helper, split.helperPids, wanted, scan, helperFailed);
       }
       // Processes started since the list was taken: the dump may hold their sockets.
       const listed = new Set(split.ownPids);

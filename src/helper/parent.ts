@@ -9,9 +9,17 @@ import { closeSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ReadJobs } from '../options/jobs.js';
+import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
 import * as libc from '../sys/libc.js';
-import { expectType, type ReadReply, readMessage, type ScanReply, writeMessage } from './protocol.js';
+import {
+  checkValueColumns,
+  expectType,
+  PROTOCOL_FINGERPRINT,
+  type ReadReply,
+  readMessage,
+  type ScanReply,
+  writeMessage,
+} from './protocol.js';
 
 /** The helper could not do its share: why, in a few words. */
 export class HelperUnavailableError extends Error {}
@@ -113,8 +121,15 @@ export class HelperProcess {
     }
   }
 
-  requestScan(procRoot: string, pids: readonly number[]): void {
-    this.send({ type: 'scan', procRoot, pids: Int32Array.from(pids) });
+  /** Asks for the socket fds of `pids`: of every socket, or of the `wanted` inodes only. */
+  requestScan(procRoot: string, pids: readonly number[], wanted?: Iterable<number>): void {
+    this.send({
+      type: 'scan',
+      fingerprint: PROTOCOL_FINGERPRINT,
+      procRoot,
+      pids: Int32Array.from(pids),
+      wanted: wanted === undefined ? null : Float64Array.from(wanted),
+    });
   }
 
   receiveScan(): ScanReply {
@@ -126,16 +141,33 @@ export class HelperProcess {
   }
 
   requestRead(jobs: ReadJobs, only: readonly string[] | null, ioUring: boolean): void {
-    this.send({ type: 'read', only: only === null ? null : [...only], ioUring, jobs });
+    this.send({
+      type: 'read',
+      fingerprint: PROTOCOL_FINGERPRINT,
+      only: only === null ? null : [...only],
+      ioUring,
+      jobs,
+    });
   }
 
+  /**
+   * The helper's answer for `rows` rows, checked whole before any of it is used: every
+   * outcome one the parent knows, every value where storeValues could have put it.
+   */
   receiveRead(rows: number): ReadReply {
     const reply = this.receive<ReadReply>('values');
-    checkLength('status list', reply.status?.length, rows);
+    if (!(reply.status instanceof Uint8Array))
+      throw new HelperUnavailableError('the helper sent no status list');
+    checkLength('status list', reply.status.length, rows);
     checkLength('message list', reply.messages?.length, rows);
-    const values = reply.values;
-    checkLength('value list', values?.kinds?.length, rows * values.width);
-    checkLength('number list', values.numbers?.length, rows * values.width);
+    for (let row = 0; row < rows; row++) {
+      if ((reply.status[row] as number) > UNREADABLE_REASONS.length)
+        throw new HelperUnavailableError(`the helper sent an unknown outcome ${reply.status[row]}`);
+      if (typeof reply.messages[row] !== 'string')
+        throw new HelperUnavailableError('the helper sent a bad message');
+    }
+    const problem = reply.values ? checkValueColumns(reply.values, rows) : 'no values';
+    if (problem !== null) throw new HelperUnavailableError(`the helper sent ${problem}`);
     return reply;
   }
 
@@ -164,9 +196,30 @@ export function socketsInUse(procRoot: string): number {
   }
 }
 
-/** Whether a helper is worth starting here: a second CPU, and enough sockets. */
+const CAP_SYS_PTRACE = 19;
+
+/**
+ * Whether this process may duplicate any process's fds, so that a helper may too:
+ * root, or CAP_SYS_PTRACE. Without it, Yama's ptrace_scope 1 (a common default) lets a
+ * process reach only its own descendants, which the helper, a sibling, is not.
+ */
+export function mayInspectAnyProcess(procRoot: string): boolean {
+  if (process.geteuid?.() === 0) return true;
+  try {
+    const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`${procRoot}/self/status`, 'latin1'));
+    return match !== null && ((BigInt(`0x${match[1]}`) >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a helper is worth starting here: a second CPU, enough sockets, and the privilege to share. */
 export function helperWorthwhile(procRoot: string): boolean {
-  return availableParallelism() >= 2 && socketsInUse(procRoot) >= HELPER_MIN_SOCKETS;
+  return (
+    availableParallelism() >= 2 &&
+    socketsInUse(procRoot) >= HELPER_MIN_SOCKETS &&
+    mayInspectAnyProcess(procRoot)
+  );
 }
 
 /**

@@ -8,16 +8,48 @@
  * then read (its share of the option rows), each answered once; the parent closing
  * its pipe ends it.
  */
+import { createHash } from 'node:crypto';
 import { readSync, writeSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
 import type { OptionValue } from '../model.js';
-import type { ReadJobs } from '../options/jobs.js';
+import { OPTION_CATALOGUE } from '../options/catalogue.js';
+import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
 
-/** Parent → helper: find the socket fds of these processes. */
+/** Bumped when a message changes shape. */
+const PROTOCOL_VERSION = 1;
+
+/**
+ * What parent and helper must agree on: values cross by their place in a spec list and
+ * outcomes by their index in UNREADABLE_REASONS, so both must come from the same build
+ * (a helper started after an upgrade replaced dist/ would not). Every request carries it.
+ */
+export const PROTOCOL_FINGERPRINT = createHash('sha256')
+  .update(
+    JSON.stringify([
+      PROTOCOL_VERSION,
+      UNREADABLE_REASONS,
+      OPTION_CATALOGUE.map((o) => [
+        o.name,
+        o.level,
+        o.optname,
+        o.decoding,
+        o.protocols,
+        o.families,
+        o.listenOnly,
+        o.sockDiag,
+      ]),
+    ]),
+  )
+  .digest('hex')
+  .slice(0, 16);
+
+/** Parent → helper: find the socket fds of these processes (of `wanted` inodes only, if given). */
 export interface ScanRequest {
   type: 'scan';
+  fingerprint: string;
   procRoot: string;
   pids: Int32Array;
+  wanted: Float64Array | null;
 }
 
 /** Helper → parent: every `socket:[N]` fd of the processes, in scan order. */
@@ -35,6 +67,7 @@ export interface ScanReply {
 /** Parent → helper: read these option rows (jobs.ts), pidfds left to the helper. */
 export interface ReadRequest {
   type: 'read';
+  fingerprint: string;
   /** The option names to read, or null for the whole catalogue. */
   only: string[] | null;
   ioUring: boolean;
@@ -105,6 +138,34 @@ export function storeValues(
       columns.strings.push(value);
     }
   }
+}
+
+/**
+ * Why `columns` could not have come from storeValues for `rows` rows, or null: lengths,
+ * kinds and string indexes are checked before any value is used.
+ */
+export function checkValueColumns(columns: ValueColumns, rows: number): string | null {
+  if (!Number.isInteger(columns.width) || columns.width < 0) return 'a bad value width';
+  const cells = rows * columns.width;
+  if (!(columns.kinds instanceof Uint8Array) || columns.kinds.length !== cells) return 'a bad kind list';
+  if (!(columns.numbers instanceof Float64Array) || columns.numbers.length !== cells)
+    return 'a bad number list';
+  if (!Array.isArray(columns.strings)) return 'a bad string list';
+  for (let i = 0; i < cells; i++) {
+    const kind = columns.kinds[i] as number;
+    if (kind > KIND_STRING) return `a value of unknown kind ${kind}`;
+    if (kind === KIND_STRING) {
+      const at = columns.numbers[i] as number;
+      if (
+        !Number.isInteger(at) ||
+        at < 0 ||
+        at >= columns.strings.length ||
+        typeof columns.strings[at] !== 'string'
+      )
+        return 'a string value that is not in the string list';
+    }
+  }
+  return null;
 }
 
 /** Row `row`'s first `count` values into `into`. */

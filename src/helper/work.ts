@@ -8,6 +8,8 @@ import { RowReader } from '../options/row-reader.js';
 import { type OwnerScan, scanProcesses } from '../procfs/owners.js';
 import {
   allocateValueColumns,
+  HelperFailedError,
+  PROTOCOL_FINGERPRINT,
   type ReadReply,
   type ReadRequest,
   type ScanReply,
@@ -15,11 +17,22 @@ import {
   storeValues,
 } from './protocol.js';
 
+/** Refuses a request from a parent of another build (see PROTOCOL_FINGERPRINT). */
+export function checkFingerprint(request: { fingerprint?: unknown }): void {
+  if (request.fingerprint !== PROTOCOL_FINGERPRINT)
+    throw new HelperFailedError(
+      `the helper is another build than knetstat (protocol ${String(request.fingerprint)}, helper ${PROTOCOL_FINGERPRINT})`,
+    );
+}
+
 /** The socket fds of the processes asked for, as the reply's columns. */
 export function scan(request: ScanRequest): ScanReply {
+  checkFingerprint(request);
   const result: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
-  // Every socket: which inodes the dump lists, the parent knows only later.
-  scanProcesses(request.procRoot, Array.from(request.pids), undefined, result);
+  // Without a wanted list, every socket: which inodes the dump lists, the parent may not
+  // know yet.
+  const wanted = request.wanted === null ? undefined : new Set(request.wanted);
+  scanProcesses(request.procRoot, Array.from(request.pids), wanted, result);
   let entries = 0;
   for (const owners of result.owners.values()) entries += owners.length;
   const pid = new Int32Array(entries);
@@ -49,6 +62,7 @@ export function scan(request: ScanRequest): ScanReply {
 
 /** Reads the rows asked for, with this process's own pidfds and io_uring. */
 export function read(request: ReadRequest): ReadReply {
+  checkFingerprint(request);
   const access = request.ioUring ? libcFdAccess : directFdAccess;
   const specs = new SpecLists(request.only === null ? undefined : new Set(request.only));
   const jobs = request.jobs;

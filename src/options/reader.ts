@@ -152,8 +152,14 @@ export class OptionReader {
       let reply: ReadReply | undefined;
       try {
         reply = helper.receiveRead(jobs.count - cut);
+        for (let row = cut; row < jobs.count; row++) {
+          const needed = this.specs.get(jobs.key[row] as number).length;
+          if (reply.status[row - cut] === 0 && needed > reply.values.width)
+            throw new Error(`the helper sent ${reply.values.width} values for a row of ${needed} options`);
+        }
       } catch (error) {
         this.helperProblem = (error as Error).message;
+        reply = undefined;
       }
       if (reply) {
         const values = this.values;

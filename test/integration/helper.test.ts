@@ -3,9 +3,14 @@
  * same sockets, owners and options — and a helper that cannot start, says nothing
  * sensible, or fails half-way only costs time: this process does its share and says so.
  */
+
+import { spawnSync } from 'node:child_process';
+import { closeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HelperProcess } from '../../src/helper/parent.js';
+import { PROTOCOL_FINGERPRINT, readMessage, writeMessage } from '../../src/helper/protocol.js';
 import type { Collection, SocketRecord } from '../../src/model.js';
+import * as libc from '../../src/sys/libc.js';
 import { netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
 
 const skip = netnsUnavailableReason();
@@ -30,7 +35,7 @@ function essentials(collection: Collection) {
   });
 }
 
-const DIES_AT_READ = `${ROOT}test/helpers/helper-dies-at-read.mjs`;
+const FAKE = `${ROOT}test/helpers/fake-helper.mjs`;
 
 describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let first: SocketChild;
@@ -98,6 +103,14 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
       if (s.options) expect(Object.keys(s.options).every((name) => only.includes(name))).toBe(true);
   });
 
+  it('finds the owners of sockets opened after its scan (looked for again, after the dump)', () => {
+    // The fake helper answers its first scan as if its processes held nothing yet.
+    const collection = first.collect({ parallel: 'on', helperCommand: [process.execPath, FAKE, 'blind'] });
+    expect(collection.helper).toBe('used');
+    expect(collection.warnings.filter((w) => w.includes('helper'))).toEqual([]);
+    expect(essentials(collection)).toEqual(alone);
+  });
+
   const failures: Array<[string, string[], RegExp]> = [
     [
       'cannot start',
@@ -110,9 +123,15 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
       [process.execPath, '-e', "require('fs').writeSync(4, Buffer.from([3,0,0,0,0xff,0x0f,0x6f]))"],
       /did not decode/,
     ],
-    ['ends before reading its rows', [process.execPath, DIES_AT_READ, 'exit'], /ended without answering/],
-    ['says it could not read its rows', [process.execPath, DIES_AT_READ, 'error'], /EMFILE/],
-    ['answers half a frame', [process.execPath, DIES_AT_READ, 'short'], /ended inside a frame/],
+    ['ends before reading its rows', [process.execPath, FAKE, 'exit'], /ended without answering/],
+    ['says it could not read its rows', [process.execPath, FAKE, 'error'], /EMFILE/],
+    ['answers half a frame', [process.execPath, FAKE, 'short'], /ended inside a frame/],
+    ['answers an outcome nobody knows', [process.execPath, FAKE, 'status'], /unknown outcome 99/],
+    [
+      'answers fewer values than a row has options',
+      [process.execPath, FAKE, 'narrow'],
+      /1 values for a row of/,
+    ],
   ];
   it.each(failures)('when it %s, this process does its share and says so', (_what, command, why) => {
     const collection = first.collect({ parallel: 'on', helperCommand: command });
@@ -124,7 +143,37 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
   });
 });
 
-describe('the helper process and signals', () => {
+describe('the helper process and its parent', () => {
+  it('refuses requests from another build of knetstat', () => {
+    const [requestRead, requestWrite] = libc.pipe();
+    const [replyRead, replyWrite] = libc.pipe();
+    try {
+      // The request waits in the pipe; the helper answers it, then ends with an error.
+      writeMessage(requestWrite, {
+        type: 'scan',
+        fingerprint: '0123456789abcdef',
+        procRoot: '/proc',
+        pids: Int32Array.of(process.pid),
+        wanted: null,
+      });
+      closeSync(requestWrite);
+      const child = spawnSync(process.execPath, [`${ROOT}dist/helper/child.js`], {
+        stdio: ['ignore', 'ignore', 'ignore', requestRead, replyWrite],
+        timeout: 30_000,
+      });
+      expect(child.status).toBe(1);
+      closeSync(replyWrite);
+      const reply = readMessage(replyRead) as { type: string; message: string };
+      expect(reply.type).toBe('error');
+      expect(reply.message).toMatch(
+        /another build than knetstat \(protocol 0123456789abcdef, helper [0-9a-f]{16}\)/,
+      );
+      expect(reply.message).toContain(PROTOCOL_FINGERPRINT);
+    } finally {
+      for (const fd of [requestRead, replyRead]) closeSync(fd);
+    }
+  });
+
   it('keeps working through the SIGINT, SIGTERM and SIGHUP a terminal sends the whole group', () => {
     const helper = HelperProcess.start();
     try {
