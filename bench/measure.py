@@ -14,10 +14,12 @@ runner until it called exec, so a child smaller than the runner shows the runner
 
 A command may start processes of its own (knetstat's helper process). The runner is a
 child subreaper, so those it leaves behind are reaped here and their CPU time counted
-(those it reaps itself are in its own rusage already). Where a cgroup memory controller
-can be used (v1, or v2 with memory enabled for children), each run goes into a fresh
-cgroup and "cgroupPeakKb" is the peak of all its processes' memory together, which a
-peak RSS cannot tell for two processes.
+(those it reaps itself are in its own rusage already). Where a memory cgroup can be
+made under the runner's own and entered (cgroup v1's memory controller; v2 only where
+the runner's cgroup gives its children the memory controller, in practice the root
+cgroup: a probe at start decides), each run goes into a fresh one and "cgroupPeakKb" is
+the peak of all its processes' memory together, which a peak RSS cannot tell for two
+processes; elsewhere it is null and the benchmark goes on without it.
 """
 import ctypes
 import json
@@ -40,26 +42,35 @@ class MemoryCgroup:
                 entries = [line.rstrip("\n").split(":", 2) for line in lines]
         except OSError:
             return None
+        candidates = []
         for _, controllers, path in entries:
             if "memory" in controllers.split(","):
-                base = f"/sys/fs/cgroup/memory{path.rstrip('/')}"
-                if os.path.exists(f"{base}/memory.max_usage_in_bytes"):
-                    return MemoryCgroup(base, "memory.max_usage_in_bytes")
-        for _, controllers, path in entries:
-            if controllers == "":
-                base = f"/sys/fs/cgroup{path.rstrip('/')}"
-                try:
-                    with open(f"{base}/cgroup.subtree_control") as control:
-                        if "memory" in control.read().split():
-                            return MemoryCgroup(base, "memory.peak")
-                except OSError:
-                    pass
+                candidates.append((f"/sys/fs/cgroup/memory{path.rstrip('/')}", "memory.max_usage_in_bytes"))
+            elif controllers == "":
+                candidates.append((f"/sys/fs/cgroup{path.rstrip('/')}", "memory.peak"))
+        for base, peak_file in candidates:
+            cgroup = MemoryCgroup(base, peak_file)
+            if cgroup.works():
+                return cgroup
         return None
 
     def __init__(self, base, peak_file):
         self.base = base
         self.peak_file = peak_file
         self.count = 0
+        self.path = None
+
+    def works(self):
+        """Whether a cgroup can be made, entered, read and removed here (a probe run)."""
+        try:
+            self.enter_new()
+            self.leave()
+            self.peak_and_remove()
+            return True
+        except OSError:
+            self.leave_quietly()
+            self.remove()
+            return False
 
     def enter_new(self):
         """Creates a cgroup and moves this runner into it; children spawned now start there."""
@@ -73,16 +84,31 @@ class MemoryCgroup:
         with open(f"{self.base}/cgroup.procs", "w") as procs:
             procs.write(str(os.getpid()))
 
+    def leave_quietly(self):
+        try:
+            self.leave()
+        except OSError:
+            pass
+
     def peak_and_remove(self):
-        with open(f"{self.path}/{self.peak_file}") as peak:
-            value = int(peak.read().strip()) // 1024
-        for _ in range(100):
+        try:
+            with open(f"{self.path}/{self.peak_file}") as peak:
+                return int(peak.read().strip()) // 1024
+        finally:
+            self.remove()
+
+    def remove(self):
+        if self.path is None:
+            return
+        for _ in range(300):
             try:
                 os.rmdir(self.path)
                 break
+            except FileNotFoundError:
+                break
             except OSError:
                 time.sleep(0.01)  # the last process is still being released
-        return value
+        self.path = None
 
 
 def become_subreaper():
@@ -90,14 +116,20 @@ def become_subreaper():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def reap_the_rest():
+def reap_the_rest(deadline_s=30.0):
     """Waits for processes the command left behind (re-parented here); their CPU in ms."""
     user = system = 0.0
+    deadline = time.monotonic() + deadline_s
     while True:
         try:
-            _, _, usage = os.wait4(-1, 0)
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return user, system
+        if pid == 0:
+            if time.monotonic() > deadline:
+                return user, system  # still running: not waited for any longer
+            time.sleep(0.002)
+            continue
         user += usage.ru_utime * 1000
         system += usage.ru_stime * 1000
 
@@ -112,18 +144,35 @@ def run(argv, stdout_path):
             (os.POSIX_SPAWN_OPEN, 1, stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
             (os.POSIX_SPAWN_DUP2, stderr.fileno(), 2),
         ]
-        if CGROUP:
-            CGROUP.enter_new()
+        global CGROUP
+        cgroup = CGROUP
+        if cgroup:
+            try:
+                cgroup.enter_new()
+            except OSError:
+                cgroup.leave_quietly()
+                cgroup.remove()
+                cgroup = CGROUP = None  # no cgroup from now on, rather than no benchmark
+        # The runner moves in and out of the cgroup outside the timed span.
+        start = time.perf_counter_ns()
         try:
-            start = time.perf_counter_ns()
             pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
-        finally:
-            if CGROUP:
-                CGROUP.leave()
+        except OSError:
+            if cgroup:
+                cgroup.leave_quietly()
+                cgroup.remove()
+            raise
         _, status, usage = os.wait4(pid, 0)
         elapsed = time.perf_counter_ns() - start
+        if cgroup:
+            cgroup.leave_quietly()
         other_user, other_system = reap_the_rest()
-        peak = CGROUP.peak_and_remove() if CGROUP else None
+        peak = None
+        if cgroup:
+            try:
+                peak = cgroup.peak_and_remove()
+            except OSError:
+                CGROUP = None
         stderr.seek(0)
         text = stderr.read(2000).decode("utf-8", "replace")
     return {
