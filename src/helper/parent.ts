@@ -181,10 +181,13 @@ export class HelperProcess {
 }
 
 /**
- * Below this many sockets in the namespace a helper costs more than it saves: starting
- * Node takes about 0.15 s of a CPU, the work it takes over about 35 µs per socket.
+ * Below this many sockets in the namespace a helper costs more than it saves: it needs
+ * about 0.2 s to start, which only a long dump hides. On the bench's 2-CPU VM, a text
+ * collection with a helper took 942 ms against 759 ms without at 10,000 sockets, and
+ * 1,871 against 2,033 ms at 36,000 (medians of 9 and 7 interleaved runs); the line
+ * through those two points crosses at about 24,000.
  */
-export const HELPER_MIN_SOCKETS = 6000;
+export const HELPER_MIN_SOCKETS = 24_000;
 
 /** "sockets: used N" of /proc/net/sockstat: every socket of this network namespace. */
 export function socketsInUse(procRoot: string): number {
