@@ -28,6 +28,8 @@ export interface CliRequest {
   summary: boolean;
   /** Seconds between refreshes with -w/--watch, or null for one snapshot. */
   watch: number | null;
+  /** false with --no-helper: one process does all the work, whatever the host. */
+  helper: boolean;
 }
 
 const TABLE_ALIASES: Readonly<Record<string, TableName>> = {
@@ -65,6 +67,7 @@ export const CLI_FLAGS = {
   diag: { type: 'boolean' },
   summary: { type: 'boolean' },
   watch: { type: 'boolean', short: 'w' },
+  'no-helper': { type: 'boolean' },
 } as const;
 
 /** Flags that take a value, so that the value after them is never read as a flag. */
@@ -220,6 +223,7 @@ export function parseCliArguments(argv: readonly string[]): CliRequest {
     filter: parseFilter(values),
     summary: values.summary ?? false,
     watch: values.watch ? (watch ?? DEFAULT_WATCH_SECONDS) : null,
+    helper: !(values['no-helper'] ?? false),
   };
   if (!request.help && !request.version) checkCombinations(request, values);
   return request;

@@ -284,6 +284,11 @@ function startHelper(
 
 /** The helper's scan, in its order after this process's own: owners of wanted inodes only. */
 function addHelperOwners(scan: OwnerScan, reply: ScanReply, wanted: ReadonlySet<number>): void {
+  addOwnersOnly(scan.owners, reply, wanted);
+  scan.unreadableProcesses += reply.unreadableProcesses;
+}
+
+function addOwnersOnly(owners: OwnerScan['owners'], reply: ScanReply, wanted: ReadonlySet<number>): void {
   const commands = new Map<number, string>();
   for (let i = 0; i < reply.commandPid.length; i++)
     commands.set(reply.commandPid[i] as number, reply.commands[i] as string);
@@ -291,9 +296,8 @@ function addHelperOwners(scan: OwnerScan, reply: ScanReply, wanted: ReadonlySet<
     const inode = reply.inode[i] as number;
     if (!wanted.has(inode)) continue;
     const pid = reply.pid[i] as number;
-    addOwner(scan.owners, inode, { pid, fd: reply.fd[i] as number, command: commands.get(pid) ?? '?' });
+    addOwner(owners, inode, { pid, fd: reply.fd[i] as number, command: commands.get(pid) ?? '?' });
   }
-  scan.unreadableProcesses += reply.unreadableProcesses;
 }
 
 /**
@@ -323,18 +327,20 @@ function rescanForLateSockets(
   } catch (error) {
     onFailure(error);
   }
-  // Owners are kept in PID order: this half's first, then the helper's.
-  scanProcesses(procRoot, helperPids.slice(0, half), missing, scan);
+  // Owners are kept in PID order: this half's first, then the helper's. Unreadable
+  // processes were counted by the first scan.
+  const again: OwnerScan = { owners: scan.owners, unreadableProcesses: 0 };
+  scanProcesses(procRoot, helperPids.slice(0, half), missing, again);
   let answered = false;
   if (asked) {
     try {
-      addHelperOwners(scan, helper.receiveScan(), missing);
+      addOwnersOnly(scan.owners, helper.receiveScan(), missing);
       answered = true;
     } catch (error) {
       onFailure(error);
     }
   }
-  if (!answered) scanProcesses(procRoot, theirs, missing, scan);
+  if (!answered) scanProcesses(procRoot, theirs, missing, again);
 }
 
 /** Collects the sockets of the tables asked for, with owners and options as asked. */

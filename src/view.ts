@@ -31,7 +31,12 @@ export function collectSettingsFor(request: CliRequest): CollectSettings {
   if (request.summary) options = optionsNeeded({ kind: 'knetstat' });
   else if (!request.json) options = optionsNeeded(request.selection);
   if (options) for (const name of optionsNamedBy(request.filter)) options.add(name);
-  return { tables: request.tables, source: request.source, options };
+  return {
+    tables: request.tables,
+    source: request.source,
+    options,
+    parallel: request.helper ? 'auto' : 'off',
+  };
 }
 
 export function takeSnapshot(request: CliRequest): Snapshot {

@@ -87,6 +87,8 @@ export class OptionReader {
   /** An object with every key of a spec list, in order, to copy for each socket. */
   private readonly templates = new Map<readonly OptionSpec[], SocketOptions>();
   private readonly values: Array<OptionValue | undefined> = [];
+  /** Why the helper process could not read its share, when it could not. */
+  helperProblem: string | undefined;
   readonly summary: OptionReadSummary = {
     read: 0,
     unreadable: {
@@ -193,9 +195,6 @@ export class OptionReader {
     return kept;
   }
 
-  /** Why the helper process could not read its share, when it could not. */
-  helperProblem: string | undefined;
-
   private readRows(
     jobs: ReadJobs,
     from: number,
@@ -233,7 +232,7 @@ export class OptionReader {
   /**
    * The row where this process stops and the helper starts: this process takes about
    * `share` of the calls (each row costs its pidfd_getfd and close, and a getsockopt per
-   * option the dump did not give), since it also finishes every row and renders.
+   * option the dump did not give).
    */
   private splitRows(jobs: ReadJobs, share: number): number {
     const weights = new Float64Array(jobs.count);

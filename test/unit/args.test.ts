@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { extractWatch, parseCliArguments } from '../../src/args.js';
 import { UsageError } from '../../src/sys/errors.js';
+import { collectSettingsFor } from '../../src/view.js';
 
 describe('-w/--watch [SECONDS]', () => {
   it('takes a number right after the flag as the interval, and defaults to 2', () => {
@@ -74,5 +75,13 @@ describe('parseCliArguments', () => {
     expect(parseCliArguments(['-w']).watch).toBe(2);
     expect(parseCliArguments(['--summary', '--json', '-w', '1']).watch).toBe(1);
     expect(parseCliArguments(['--summary']).summary).toBe(true);
+  });
+  it('lets the helper process start unless --no-helper, and tells the collection so', () => {
+    expect(parseCliArguments([]).helper).toBe(true);
+    expect(collectSettingsFor(parseCliArguments([])).parallel).toBe('auto');
+    const single = parseCliArguments(['--no-helper', '--json', 'tcp']);
+    expect(single.helper).toBe(false);
+    expect(single.json).toBe(true);
+    expect(collectSettingsFor(single).parallel).toBe('off');
   });
 });
