@@ -85,10 +85,12 @@ class MemoryCgroup:
             procs.write(str(os.getpid()))
 
     def leave_quietly(self):
+        """Leaves the run's cgroup; False when that failed."""
         try:
             self.leave()
+            return True
         except OSError:
-            pass
+            return False
 
     def peak_and_remove(self):
         try:
@@ -109,6 +111,14 @@ class MemoryCgroup:
             except OSError:
                 time.sleep(0.01)  # the last process is still being released
         self.path = None
+
+
+def drop_cgroup(cgroup, why):
+    """No memory cgroup from now on, rather than no benchmark; says why on stderr."""
+    cgroup.leave_quietly()
+    cgroup.remove()
+    sys.stderr.write(f"measure: {why}; going on without the cgroup peak\n")
+    return None
 
 
 def become_subreaper():
@@ -150,29 +160,28 @@ def run(argv, stdout_path):
             try:
                 cgroup.enter_new()
             except OSError:
-                cgroup.leave_quietly()
-                cgroup.remove()
-                cgroup = CGROUP = None  # no cgroup from now on, rather than no benchmark
-        # The runner moves in and out of the cgroup outside the timed span.
-        start = time.perf_counter_ns()
+                cgroup = CGROUP = drop_cgroup(cgroup, "could not enter a new memory cgroup")
+        peak = None
         try:
+            # The runner moves in and out of the cgroup outside the timed span.
+            start = time.perf_counter_ns()
             pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
-        except OSError:
+            _, status, usage = os.wait4(pid, 0)
+            elapsed = time.perf_counter_ns() - start
+        except BaseException:
             if cgroup:
                 cgroup.leave_quietly()
                 cgroup.remove()
             raise
-        _, status, usage = os.wait4(pid, 0)
-        elapsed = time.perf_counter_ns() - start
-        if cgroup:
-            cgroup.leave_quietly()
+        if cgroup and not cgroup.leave_quietly():
+            # Still inside: every later run would count the runner too.
+            cgroup = CGROUP = drop_cgroup(cgroup, "could not leave the memory cgroup")
         other_user, other_system = reap_the_rest()
-        peak = None
         if cgroup:
             try:
                 peak = cgroup.peak_and_remove()
             except OSError:
-                CGROUP = None
+                CGROUP = drop_cgroup(cgroup, "could not read or remove the memory cgroup")
         stderr.seek(0)
         text = stderr.read(2000).decode("utf-8", "replace")
     return {
@@ -191,16 +200,23 @@ def main():
     global CGROUP
     become_subreaper()
     CGROUP = MemoryCgroup.find()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        try:
-            reply = run(request["argv"], request.get("stdout", "/dev/null"))
-        except OSError as error:
-            reply = {"error": f"{request['argv'][0]}: {error.strerror}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            try:
+                reply = run(request["argv"], request.get("stdout", "/dev/null"))
+            except OSError as error:
+                reply = {"error": f"{request['argv'][0]}: {error.strerror}"}
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+    finally:
+        # Interrupted in the middle of a run (Ctrl-C reaches the whole group): no cgroup
+        # directory is left behind.
+        if CGROUP:
+            CGROUP.leave_quietly()
+            CGROUP.remove()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import type { ScanReply } from './helper/protocol.js';
 import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
+import { plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
@@ -248,15 +249,15 @@ interface WorkSplit {
 }
 
 /**
- * This process's share of the /proc scan (by open fds) when a helper does the rest: the
- * dump keeps this process busy while the helper starts and scans, so the helper takes
- * most (on the bench's VM, 0.15 to 0.25 measured alike; 0 left this process waiting).
+ * This process's share of the /proc scan (by open fds) when a helper does the rest.
+ * Both scan after the dump, as one process would, so that every socket the dump lists
+ * is looked for in every process after it was listed.
  */
-const PARENT_SCAN_SHARE = 0.2;
+const PARENT_SCAN_SHARE = 0.5;
 
 /**
- * Starts the helper, where settings and host call for one, and gives it the later part
- * of the process list to scan while this process dumps sock_diag.
+ * Starts the helper where settings and host call for one, so that Node is up in it by
+ * the time this process has dumped sock_diag, and cuts the process list between them.
  */
 function startHelper(
   settings: CollectSettings,
@@ -268,27 +269,25 @@ function startHelper(
   const none: WorkSplit = { helper: undefined, ownPids: pids, helperPids: [] };
   // Injected system calls (tests) exist only in this process.
   if (parallel === 'off' || settings.fdAccess !== undefined) return none;
-  if (parallel === 'auto' && !helperWorthwhile(procRoot)) return none;
-  const cut = splitProcesses(procRoot, pids, PARENT_SCAN_SHARE);
-  let helper: HelperProcess | undefined;
+  if (parallel === 'auto') {
+    // Owners alone are not worth a helper; options are, when there are enough calls.
+    const calls = settings.options === false ? 0 : plainCallsPerSocket(settings.options);
+    if (!helperWorthwhile(procRoot, calls)) return none;
+  }
+  let helper: HelperProcess;
   try {
     helper = HelperProcess.start(settings.helperCommand);
-    helper.requestScan(procRoot, pids.slice(cut));
   } catch (error) {
-    helper?.close();
     onFailure(error);
     return none;
   }
+  const cut = splitProcesses(procRoot, pids, PARENT_SCAN_SHARE);
   return { helper, ownPids: pids.slice(0, cut), helperPids: pids.slice(cut) };
 }
 
 /** The helper's scan, in its order after this process's own: owners of wanted inodes only. */
 function addHelperOwners(scan: OwnerScan, reply: ScanReply, wanted: ReadonlySet<number>): void {
-  addOwnersOnly(scan.owners, reply, wanted);
   scan.unreadableProcesses += reply.unreadableProcesses;
-}
-
-function addOwnersOnly(owners: OwnerScan['owners'], reply: ScanReply, wanted: ReadonlySet<number>): void {
   const commands = new Map<number, string>();
   for (let i = 0; i < reply.commandPid.length; i++)
     commands.set(reply.commandPid[i] as number, reply.commands[i] as string);
@@ -296,51 +295,8 @@ function addOwnersOnly(owners: OwnerScan['owners'], reply: ScanReply, wanted: Re
     const inode = reply.inode[i] as number;
     if (!wanted.has(inode)) continue;
     const pid = reply.pid[i] as number;
-    addOwner(owners, inode, { pid, fd: reply.fd[i] as number, command: commands.get(pid) ?? '?' });
+    addOwner(scan.owners, inode, { pid, fd: reply.fd[i] as number, command: commands.get(pid) ?? '?' });
   }
-}
-
-/**
- * The helper scanned its share while the dump ran, so a socket one of its processes
- * opened after that scan is in the dump without an owner. Those sockets (and the ones
- * nobody owns, which cannot be told apart) are looked for again in the helper's share,
- * half of it here and half there; one process alone scans after the dump and never
- * misses them.
- */
-function rescanForLateSockets(
-  procRoot: string,
-  helper: HelperProcess,
-  helperPids: readonly number[],
-  wanted: ReadonlySet<number>,
-  scan: OwnerScan,
-  onFailure: (error: unknown) => void,
-): void {
-  const missing = new Set<number>();
-  for (const inode of wanted) if (!scan.owners.has(inode)) missing.add(inode);
-  if (missing.size === 0) return;
-  const half = helperPids.length >> 1;
-  const theirs = helperPids.slice(half);
-  let asked = false;
-  try {
-    helper.requestScan(procRoot, theirs, missing);
-    asked = true;
-  } catch (error) {
-    onFailure(error);
-  }
-  // Owners are kept in PID order: this half's first, then the helper's. Unreadable
-  // processes were counted by the first scan.
-  const again: OwnerScan = { owners: scan.owners, unreadableProcesses: 0 };
-  scanProcesses(procRoot, helperPids.slice(0, half), missing, again);
-  let answered = false;
-  if (asked) {
-    try {
-      addOwnersOnly(scan.owners, helper.receiveScan(), missing);
-      answered = true;
-    } catch (error) {
-      onFailure(error);
-    }
-  }
-  if (!answered) scanProcesses(procRoot, theirs, missing, again);
 }
 
 /** Collects the sockets of the tables asked for, with owners and options as asked. */
@@ -355,8 +311,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
     const reason = error instanceof Error ? error.message : String(error);
     warnings.push(`the helper process failed (${reason}); this process did its share instead`);
   };
-  // The helper starts first, so that it is up and scanning its share of /proc while this
-  // process dumps sock_diag.
+  // The helper starts first, so that Node is up in it while this process dumps sock_diag.
   const split = wantOwners ? startHelper(settings, procRoot, helperFailed) : undefined;
   const helper = split?.helper;
   if (helper) helperUse = 'used';
@@ -367,18 +322,26 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
       const wanted = new Set<number>();
       for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
       const scan: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
-      scanProcesses(procRoot, split.ownPids, wanted, scan);
+      let helperScans = false;
       if (helper) {
-        let scanned = false;
         try {
-          addHelperOwners(scan, helper.receiveScan(), wanted);
-          scanned = true;
+          helper.requestScan(procRoot, split.helperPids, wanted);
+          helperScans = true;
         } catch (error) {
           helperFailed(error);
-          scanProcesses(procRoot, split.helperPids, wanted, scan);
         }
-        if (scanned) rescanForLateSockets(procRoot, helper, split.helperPids, wanted, scan, helperFailed);
       }
+      scanProcesses(procRoot, split.ownPids, wanted, scan);
+      let helperScanned = false;
+      if (helper && helperScans) {
+        try {
+          addHelperOwners(scan, helper.receiveScan(split.helperPids), wanted);
+          helperScanned = true;
+        } catch (error) {
+          helperFailed(error);
+        }
+      }
+      if (!helperScanned) scanProcesses(procRoot, split.helperPids, wanted, scan);
       // Processes started since the list was taken: the dump may hold their sockets.
       const listed = new Set(split.ownPids);
       for (const pid of split.helperPids) listed.add(pid);

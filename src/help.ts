@@ -22,8 +22,8 @@ Output:
                          --json: one snapshot per interval (NDJSON with --json)
       --source SOURCE    netlink (sock_diag) or proc (/proc/net); default:
                          netlink, or /proc/net when netlink is refused
-      --no-helper        never start the helper process that shares the work
-                         on hosts with 24,000 sockets or more and a second CPU
+      --no-helper        never start the helper process that shares the reads
+                         on large listings (e.g. --json at 17,000+ sockets)
   -h, --help             this help
   -V, --version          the version
 

@@ -132,11 +132,29 @@ export class HelperProcess {
     });
   }
 
-  receiveScan(): ScanReply {
+  /**
+   * The helper's scan of `pids`, checked whole before any of it is used: typed columns
+   * of equal length, only the processes asked for, names as strings.
+   */
+  receiveScan(pids: readonly number[]): ScanReply {
     const reply = this.receive<ScanReply>('scanned');
-    checkLength('fd list', reply.fd?.length, reply.pid?.length);
-    checkLength('inode list', reply.inode?.length, reply.pid.length);
-    checkLength('command list', reply.commands?.length, reply.commandPid?.length);
+    const bad = (what: string): never => {
+      throw new HelperUnavailableError(`the helper sent ${what}`);
+    };
+    if (!(reply.pid instanceof Int32Array) || !(reply.fd instanceof Int32Array)) bad('a bad pid or fd list');
+    if (!(reply.inode instanceof Float64Array)) bad('a bad inode list');
+    if (!(reply.commandPid instanceof Int32Array) || !Array.isArray(reply.commands))
+      bad('a bad command list');
+    checkLength('fd list', reply.fd.length, reply.pid.length);
+    checkLength('inode list', reply.inode.length, reply.pid.length);
+    checkLength('command list', reply.commands.length, reply.commandPid.length);
+    if (!Number.isSafeInteger(reply.unreadableProcesses) || reply.unreadableProcesses < 0)
+      bad('a bad count of unreadable processes');
+    const asked = new Set(pids);
+    for (const pid of reply.pid) if (!asked.has(pid)) bad(`an owner pid ${pid} it was not asked about`);
+    for (const inode of reply.inode)
+      if (!Number.isSafeInteger(inode) || inode <= 0) bad(`a bad inode ${inode}`);
+    for (const command of reply.commands) if (typeof command !== 'string') bad('a command that is no string');
     return reply;
   }
 
@@ -181,47 +199,62 @@ export class HelperProcess {
 }
 
 /**
- * Below this many sockets in the namespace a helper costs more than it saves: it needs
- * about 0.2 s to start, which only a long dump hides. On the bench's 2-CPU VM, a text
- * collection with a helper took 942 ms against 759 ms without at 10,000 sockets, and
- * 1,871 against 2,033 ms at 36,000 (medians of 9 and 7 interleaved runs); the line
- * through those two points crosses at about 24,000.
+ * Below this many plain system calls (sockets × calls per socket, see
+ * plainCallsPerSocket) a helper costs more than it saves: it needs about 0.2 s of a CPU
+ * to start, and on a 2-CPU host it competes with V8's own threads. Measured on the
+ * bench's VM, medians of 7–9 interleaved runs, with and without a helper: 10,000
+ * sockets text (80,000 calls) 942 against 759 ms, JSON (240,000) 1,490 against 1,513;
+ * 36,000 sockets text (288,000) 1,919 against 1,901, JSON (864,000) 2,960 against 3,376.
  */
-export const HELPER_MIN_SOCKETS = 24_000;
+export const HELPER_MIN_CALLS = 400_000;
 
-/** "sockets: used N" of /proc/net/sockstat: every socket of this network namespace. */
+/** TCP and UDP sockets in use in this network namespace, from /proc/net/sockstat{,6}. */
 export function socketsInUse(procRoot: string): number {
-  try {
-    const match = /^sockets: used (\d+)/m.exec(readFileSync(`${procRoot}/net/sockstat`, 'latin1'));
-    return match ? Number(match[1]) : 0;
-  } catch {
-    return 0;
+  let total = 0;
+  for (const file of ['sockstat', 'sockstat6']) {
+    let text: string;
+    try {
+      text = readFileSync(`${procRoot}/net/${file}`, 'latin1');
+    } catch {
+      continue; // no IPv6
+    }
+    for (const match of text.matchAll(/^(?:TCP|UDP|TCP6|UDP6): inuse (\d+)/gm)) total += Number(match[1]);
   }
+  return total;
 }
 
 const CAP_SYS_PTRACE = 19;
 
 /**
- * Whether this process may duplicate any process's fds, so that a helper may too:
- * root, or CAP_SYS_PTRACE. Without it, Yama's ptrace_scope 1 (a common default) lets a
- * process reach only its own descendants, which the helper, a sibling, is not.
+ * Whether a helper may duplicate whatever this process may: with CAP_SYS_PTRACE, or
+ * where Yama does not restrict ptrace (absent, or ptrace_scope 0). Under Yama's scope 1
+ * (a common default) a process without the capability reaches only its own
+ * descendants, which the helper, a sibling, is not; root without CAP_SYS_PTRACE (a
+ * container's default set) is in that case too.
  */
-export function mayInspectAnyProcess(procRoot: string): boolean {
-  if (process.geteuid?.() === 0) return true;
+export function mayInspectAnyProcess(): boolean {
   try {
-    const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`${procRoot}/self/status`, 'latin1'));
-    return match !== null && ((BigInt(`0x${match[1]}`) >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n;
+    const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
+    if (match !== null && ((BigInt(`0x${match[1]}`) >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n) return true;
   } catch {
     return false;
   }
+  try {
+    return readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'latin1').trim() === '0';
+  } catch {
+    return true; // no Yama: same-user processes are reachable from anywhere
+  }
 }
 
-/** Whether a helper is worth starting here: a second CPU, enough sockets, and the privilege to share. */
-export function helperWorthwhile(procRoot: string): boolean {
+/**
+ * Whether a helper is worth starting here: a second CPU, enough work (sockets × the plain
+ * system calls each needs), and the privilege to share it.
+ */
+export function helperWorthwhile(procRoot: string, callsPerSocket: number): boolean {
   return (
     availableParallelism() >= 2 &&
-    socketsInUse(procRoot) >= HELPER_MIN_SOCKETS &&
-    mayInspectAnyProcess(procRoot)
+    socketsInUse(procRoot) * callsPerSocket >= HELPER_MIN_CALLS &&
+    mayInspectAnyProcess()
   );
 }
 

@@ -5,7 +5,7 @@
  * its options the sock_diag reply already gave (those are not read again).
  */
 import type { Family, Protocol } from '../model.js';
-import { type OptionSpec, optionsFor } from './catalogue.js';
+import { type OptionSpec, optionsFor, SOL_SOCKET } from './catalogue.js';
 
 /** Why the options of a socket are unknown. */
 export type UnreadableReason =
@@ -31,6 +31,19 @@ export const UNREADABLE_REASONS: readonly UnreadableReason[] = [
 ];
 
 export const MAX_OPTIONS_PER_SOCKET = 63;
+
+/**
+ * The system calls reading a connected TCP socket's options takes outside the io_uring
+ * batch (pidfd_getfd, the batch itself, and each option at another level than
+ * SOL_SOCKET that the dump does not give), for `only` or the whole catalogue: what a
+ * helper process could take half of.
+ */
+export function plainCallsPerSocket(only: ReadonlySet<string> | undefined): number {
+  let calls = 2;
+  for (const o of optionsFor('tcp', 4, false))
+    if ((!only || only.has(o.name)) && o.level !== SOL_SOCKET && !o.sockDiag) calls++;
+  return calls;
+}
 
 /** Which spec list a socket uses: by protocol, family and whether it listens. */
 export function specKey(protocol: Protocol, family: Family, listening: boolean): number {

@@ -1,27 +1,25 @@
 // A helper process (see src/helper/child.ts) that misbehaves in the way argv[2] says.
-// At its first scan request: 'blind' answers that its processes hold no sockets (as if
-// it had scanned them before they opened any); later scans are real. At the read
-// request: 'exit' ends without a word, 'error' answers an error message, 'short' half a
-// frame, 'status' an outcome nobody knows, 'narrow' fewer values than a row has options.
+// At the scan request: 'stranger' adds an owner pid it was not asked about, 'strings'
+// sends pids as strings. At the read request: 'exit' ends without a word, 'error'
+// answers an error message, 'short' half a frame, 'status' an outcome nobody knows,
+// 'narrow' fewer values than a row has options.
 import { writeSync } from 'node:fs';
 import { encodeFrame, readMessage, writeMessage } from '../../dist/helper/protocol.js';
 import { read, scan } from '../../dist/helper/work.js';
 
 const how = process.argv[2] ?? 'exit';
-let scans = 0;
 for (;;) {
   const request = readMessage(3);
   if (request === null) break;
   if (request.type === 'scan') {
     const reply = scan(request);
-    if (how === 'blind' && scans++ === 0) {
-      for (const column of ['pid', 'fd', 'inode']) reply[column] = reply[column].subarray(0, 0);
+    if (how === 'stranger') {
+      reply.pid = Int32Array.of(...reply.pid, 999999999);
+      reply.fd = Int32Array.of(...reply.fd, 3);
+      reply.inode = Float64Array.of(...reply.inode, reply.inode[0] ?? 1);
     }
+    if (how === 'strings') reply.pid = Array.from(reply.pid, String);
     writeMessage(4, reply);
-    continue;
-  }
-  if (how === 'blind') {
-    writeMessage(4, read(request));
     continue;
   }
   if (how === 'error') writeMessage(4, { type: 'error', message: 'pidfd_open: EMFILE' });

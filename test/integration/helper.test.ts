@@ -103,14 +103,6 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
       if (s.options) expect(Object.keys(s.options).every((name) => only.includes(name))).toBe(true);
   });
 
-  it('finds the owners of sockets opened after its scan (looked for again, after the dump)', () => {
-    // The fake helper answers its first scan as if its processes held nothing yet.
-    const collection = first.collect({ parallel: 'on', helperCommand: [process.execPath, FAKE, 'blind'] });
-    expect(collection.helper).toBe('used');
-    expect(collection.warnings.filter((w) => w.includes('helper'))).toEqual([]);
-    expect(essentials(collection)).toEqual(alone);
-  });
-
   const failures: Array<[string, string[], RegExp]> = [
     [
       'cannot start',
@@ -127,6 +119,8 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
     ['says it could not read its rows', [process.execPath, FAKE, 'error'], /EMFILE/],
     ['answers half a frame', [process.execPath, FAKE, 'short'], /ended inside a frame/],
     ['answers an outcome nobody knows', [process.execPath, FAKE, 'status'], /unknown outcome 99/],
+    ['names an owner it was not asked about', [process.execPath, FAKE, 'stranger'], /not asked about/],
+    ['answers pids that are not numbers', [process.execPath, FAKE, 'strings'], /a bad pid or fd list/],
     [
       'answers fewer values than a row has options',
       [process.execPath, FAKE, 'narrow'],
@@ -179,12 +173,12 @@ describe('the helper process and its parent', () => {
     try {
       // A first answer shows it is serving, its handlers in place.
       helper.requestScan('/proc', [process.pid]);
-      const first = helper.receiveScan();
+      const first = helper.receiveScan([process.pid]);
       expect(first.commandPid.length).toBeLessThanOrEqual(1);
       for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
         process.kill(helper.pid as number, signal);
       helper.requestScan('/proc', [process.pid]);
-      expect(helper.receiveScan().type).toBe('scanned');
+      expect(helper.receiveScan([process.pid]).type).toBe('scanned');
     } finally {
       helper.close();
     }

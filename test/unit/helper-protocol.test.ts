@@ -4,9 +4,11 @@
  * that do not decode); option values through their columns; the weights that cut work.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cutByWeight } from '../../src/helper/parent.js';
+import { cutByWeight, socketsInUse } from '../../src/helper/parent.js';
 import {
   allocateValueColumns,
   BrokenFrameError,
@@ -21,7 +23,8 @@ import {
   writeMessage,
 } from '../../src/helper/protocol.js';
 import type { OptionValue } from '../../src/model.js';
-import { allocateJobs, sliceJobs } from '../../src/options/jobs.js';
+import { optionsNeeded } from '../../src/options/display.js';
+import { allocateJobs, plainCallsPerSocket, sliceJobs } from '../../src/options/jobs.js';
 import * as libc from '../../src/sys/libc.js';
 
 const open: number[] = [];
@@ -188,5 +191,33 @@ describe('cutting work', () => {
     expect([...slice.ownerStart]).toEqual([0, 2, 4]);
     expect([...slice.ownerPid]).toEqual([21, 22, 31, 32]);
     expect([...slice.ownerFd]).toEqual([22, 23, 32, 33]);
+  });
+});
+
+describe('how much work a helper would share', () => {
+  it('counts the calls per socket outside the io_uring batch', () => {
+    // pidfd_getfd and the batch, then TCP_KEEPIDLE, TCP_KEEPCNT, TCP_KEEPINTVL,
+    // TCP_USER_TIMEOUT, TCP_NODELAY and TCP_DEFER_ACCEPT for the text's options.
+    expect(plainCallsPerSocket(optionsNeeded({ kind: 'knetstat' }))).toBe(8);
+    expect(plainCallsPerSocket(new Set(['SO_REUSEADDR', 'SO_KEEPALIVE']))).toBe(2);
+    // TCP_CONGESTION and IP_TOS come with the dump.
+    expect(plainCallsPerSocket(new Set(['TCP_CONGESTION', 'IP_TOS', 'TCP_MAXSEG']))).toBe(3);
+    expect(plainCallsPerSocket(undefined)).toBeGreaterThan(20);
+  });
+
+  it('counts the TCP and UDP sockets in use from sockstat and sockstat6', () => {
+    const root = mkdtempSync(join(tmpdir(), 'knetstat-sockstat-'));
+    mkdirSync(join(root, 'net'));
+    writeFileSync(
+      join(root, 'net', 'sockstat'),
+      'sockets: used 99999\nTCP: inuse 26992 orphan 0 tw 5 alloc 35989 mem 365\nUDP: inuse 3 mem 0\nUDPLITE: inuse 7\nRAW: inuse 1\nFRAG: inuse 0 memory 0\n',
+    );
+    expect(socketsInUse(root)).toBe(26995);
+    writeFileSync(
+      join(root, 'net', 'sockstat6'),
+      'TCP6: inuse 8996\nUDP6: inuse 2\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n',
+    );
+    expect(socketsInUse(root)).toBe(35993);
+    expect(socketsInUse(join(root, 'missing'))).toBe(0);
   });
 });
