@@ -9,7 +9,9 @@
  * its pipe ends it.
  */
 import { createHash } from 'node:crypto';
-import { readSync, writeSync } from 'node:fs';
+import { readFileSync, readSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { deserialize, serialize } from 'node:v8';
 import type { OptionValue } from '../model.js';
 import { OPTION_CATALOGUE } from '../options/catalogue.js';
@@ -19,29 +21,56 @@ import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
 const PROTOCOL_VERSION = 1;
 
 /**
- * What parent and helper must agree on: values cross by their place in a spec list and
- * outcomes by their index in UNREADABLE_REASONS, so both must come from the same build
- * (a helper started after an upgrade replaced dist/ would not). Every request carries it.
+ * The build this process was loaded from: dist/build-id.json, a hash of the compiled
+ * files that scripts/finish-build.mjs writes. Read once, at load, so that a dist/
+ * replaced later (an upgrade under a running `knetstat -w`) reads as another build.
+ * The tests load the sources, whose helper is the built one: they read dist/'s.
  */
-export const PROTOCOL_FINGERPRINT = createHash('sha256')
-  .update(
-    JSON.stringify([
-      PROTOCOL_VERSION,
-      UNREADABLE_REASONS,
-      OPTION_CATALOGUE.map((o) => [
-        o.name,
-        o.level,
-        o.optname,
-        o.decoding,
-        o.protocols,
-        o.families,
-        o.listenOnly,
-        o.sockDiag,
+function loadedBuildId(): string {
+  const here = fileURLToPath(import.meta.url);
+  const file = here.endsWith('.ts')
+    ? resolve(dirname(here), '../../dist/build-id.json')
+    : join(dirname(here), '../build-id.json');
+  try {
+    const { id } = JSON.parse(readFileSync(file, 'utf8')) as { id?: unknown };
+    return typeof id === 'string' ? id : 'unknown';
+  } catch {
+    return 'unknown'; // compiled without scripts/finish-build.mjs
+  }
+}
+
+export const BUILD_ID = loadedBuildId();
+
+/**
+ * What parent and helper must agree on: values cross by their place in a spec list and
+ * outcomes by their index in UNREADABLE_REASONS, so both must run the same build. The
+ * build id covers that; the catalogue and the outcomes are in too, for a build made
+ * without an id. Every request carries it.
+ */
+export function fingerprintOf(buildId: string): string {
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        PROTOCOL_VERSION,
+        buildId,
+        UNREADABLE_REASONS,
+        OPTION_CATALOGUE.map((o) => [
+          o.name,
+          o.level,
+          o.optname,
+          o.decoding,
+          o.protocols,
+          o.families,
+          o.listenOnly,
+          o.sockDiag,
+        ]),
       ]),
-    ]),
-  )
-  .digest('hex')
-  .slice(0, 16);
+    )
+    .digest('hex')
+    .slice(0, 16);
+}
+
+export const PROTOCOL_FINGERPRINT = fingerprintOf(BUILD_ID);
 
 /** Parent → helper: find the socket fds of these processes (of `wanted` inodes only, if given). */
 export interface ScanRequest {

@@ -12,11 +12,14 @@ import { cutByWeight, socketsInUse } from '../../src/helper/parent.js';
 import {
   allocateValueColumns,
   BrokenFrameError,
+  BUILD_ID,
   encodeFrame,
   expectType,
+  fingerprintOf,
   HelperFailedError,
   loadValues,
   MAX_FRAME_SIZE,
+  PROTOCOL_FINGERPRINT,
   readMessage,
   type ScanReply,
   storeValues,
@@ -114,6 +117,16 @@ describe('frames', () => {
     writeSync(write, Buffer.concat([header, body]));
     closeOne(write);
     expect(() => readMessage(read)).toThrow(BrokenFrameError);
+  });
+});
+
+describe('the fingerprint requests carry', () => {
+  it("is the build's: dist/build-id.json, read at load, with the catalogue and the outcomes", () => {
+    // npm test builds first, so the id is there.
+    expect(BUILD_ID).toMatch(/^[0-9a-f]{16}$/);
+    expect(PROTOCOL_FINGERPRINT).toBe(fingerprintOf(BUILD_ID));
+    expect(fingerprintOf('0000000000000000')).not.toBe(PROTOCOL_FINGERPRINT);
+    expect(fingerprintOf(BUILD_ID)).toBe(PROTOCOL_FINGERPRINT);
   });
 });
 
