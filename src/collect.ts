@@ -265,8 +265,8 @@ function startHelper(
   onFailure: (error: unknown) => void,
 ): WorkSplit {
   const parallel = settings.parallel ?? 'auto';
-  const pids = listProcessIds(procRoot);
-  const none: WorkSplit = { helper: undefined, ownPids: pids, helperPids: [] };
+  // Without a helper, the one list of processes is taken after the dump (see "later").
+  const none: WorkSplit = { helper: undefined, ownPids: [], helperPids: [] };
   // Injected system calls (tests) exist only in this process.
   if (parallel === 'off' || settings.fdAccess !== undefined) return none;
   if (parallel === 'auto') {
@@ -281,6 +281,7 @@ function startHelper(
     onFailure(error);
     return none;
   }
+  const pids = listProcessIds(procRoot);
   const cut = splitProcesses(procRoot, pids, PARENT_SCAN_SHARE);
   return { helper, ownPids: pids.slice(0, cut), helperPids: pids.slice(cut) };
 }
@@ -342,7 +343,8 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
         }
       }
       if (!helperScanned) scanProcesses(procRoot, split.helperPids, wanted, scan);
-      // Processes started since the list was taken: the dump may hold their sockets.
+      // Every process without a helper; with one, those started since the list was taken,
+      // whose sockets the dump may hold.
       const listed = new Set(split.ownPids);
       for (const pid of split.helperPids) listed.add(pid);
       const later = listProcessIds(procRoot).filter((pid) => !listed.has(pid));
