@@ -1,7 +1,7 @@
 /**
- * The helper process: knetstat starts one on hosts with many sockets so that a second
- * CPU does part of the work — most of the /proc scan while the parent dumps sock_diag,
- * then half the option rows while the parent reads the rest (parent.ts). It runs the
+ * The helper process: knetstat starts one for large listings so that a second CPU does
+ * part of the work — after the dump, half the /proc scan, then half the option rows,
+ * while the parent does the rest (parent.ts, collect.ts). It runs the
  * same code as the parent (work.ts) with its own pidfds and io_uring, and says only what
  * the parent asked (protocol.ts), reading requests on fd 3 and answering on fd 4.
  */

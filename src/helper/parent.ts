@@ -7,11 +7,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
 import * as libc from '../sys/libc.js';
 import {
+  builtFile,
   checkValueColumns,
   expectType,
   PROTOCOL_FINGERPRINT,
@@ -23,14 +22,6 @@ import {
 
 /** The helper could not do its share: why, in a few words. */
 export class HelperUnavailableError extends Error {}
-
-function helperEntry(): string {
-  const here = fileURLToPath(import.meta.url);
-  // The tests import the sources, which Node 20 cannot run: the helper is always the
-  // built file (npm test builds first).
-  if (here.endsWith('.ts')) return resolve(dirname(here), '../../dist/helper/child.js');
-  return join(dirname(here), 'child.js');
-}
 
 function unavailable(error: unknown): HelperUnavailableError {
   if (error instanceof HelperUnavailableError) return error;
@@ -66,7 +57,7 @@ export class HelperProcess {
       const [replyRead, replyWrite] = libc.pipe();
       theirs.push(replyWrite);
       ours.push(replyRead);
-      const [file, ...args] = command ?? [process.execPath, helperEntry()];
+      const [file, ...args] = command ?? [process.execPath, builtFile('helper/child.js')];
       if (file === undefined) throw new HelperUnavailableError('no helper command');
       const child = spawn(file, args, {
         stdio: ['ignore', 'ignore', 'ignore', requestRead, replyWrite],
@@ -121,14 +112,14 @@ export class HelperProcess {
     }
   }
 
-  /** Asks for the socket fds of `pids`: of every socket, or of the `wanted` inodes only. */
-  requestScan(procRoot: string, pids: readonly number[], wanted?: Iterable<number>): void {
+  /** Asks for the fds of `pids` that hold one of the `wanted` sockets (inodes). */
+  requestScan(procRoot: string, pids: readonly number[], wanted: Iterable<number>): void {
     this.send({
       type: 'scan',
       fingerprint: PROTOCOL_FINGERPRINT,
       procRoot,
       pids: Int32Array.from(pids),
-      wanted: wanted === undefined ? null : Float64Array.from(wanted),
+      wanted: Float64Array.from(wanted),
     });
   }
 

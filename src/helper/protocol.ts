@@ -21,18 +21,23 @@ import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
 const PROTOCOL_VERSION = 1;
 
 /**
+ * A file of the build, `path` relative to dist/. The tests import the sources, which
+ * Node 20 cannot run: for them it is the built file too (npm test builds first).
+ */
+export function builtFile(path: string): string {
+  const here = fileURLToPath(import.meta.url);
+  const dist = here.endsWith('.ts') ? resolve(dirname(here), '../../dist') : resolve(dirname(here), '..');
+  return join(dist, path);
+}
+
+/**
  * The build this process was loaded from: dist/build-id.json, a hash of the compiled
  * files that scripts/finish-build.mjs writes. Read once, at load, so that a dist/
  * replaced later (an upgrade under a running `knetstat -w`) reads as another build.
- * The tests load the sources, whose helper is the built one: they read dist/'s.
  */
 function loadedBuildId(): string {
-  const here = fileURLToPath(import.meta.url);
-  const file = here.endsWith('.ts')
-    ? resolve(dirname(here), '../../dist/build-id.json')
-    : join(dirname(here), '../build-id.json');
   try {
-    const { id } = JSON.parse(readFileSync(file, 'utf8')) as { id?: unknown };
+    const { id } = JSON.parse(readFileSync(builtFile('build-id.json'), 'utf8')) as { id?: unknown };
     return typeof id === 'string' ? id : 'unknown';
   } catch {
     return 'unknown'; // compiled without scripts/finish-build.mjs
@@ -72,13 +77,13 @@ export function fingerprintOf(buildId: string): string {
 
 export const PROTOCOL_FINGERPRINT = fingerprintOf(BUILD_ID);
 
-/** Parent → helper: find the socket fds of these processes (of `wanted` inodes only, if given). */
+/** Parent → helper: find the fds of these processes that hold one of the `wanted` sockets. */
 export interface ScanRequest {
   type: 'scan';
   fingerprint: string;
   procRoot: string;
   pids: Int32Array;
-  wanted: Float64Array | null;
+  wanted: Float64Array;
 }
 
 /** Helper → parent: every `socket:[N]` fd of the processes, in scan order. */

@@ -29,10 +29,7 @@ export function checkFingerprint(request: { fingerprint?: unknown }): void {
 export function scan(request: ScanRequest): ScanReply {
   checkFingerprint(request);
   const result: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
-  // Without a wanted list, every socket: which inodes the dump lists, the parent may not
-  // know yet.
-  const wanted = request.wanted === null ? undefined : new Set(request.wanted);
-  scanProcesses(request.procRoot, Array.from(request.pids), wanted, result);
+  scanProcesses(request.procRoot, Array.from(request.pids), new Set(request.wanted), result);
   let entries = 0;
   for (const owners of result.owners.values()) entries += owners.length;
   const pid = new Int32Array(entries);

@@ -148,7 +148,7 @@ describe('the helper process and its parent', () => {
         fingerprint: '0123456789abcdef',
         procRoot: '/proc',
         pids: Int32Array.of(process.pid),
-        wanted: null,
+        wanted: Float64Array.of(),
       });
       closeSync(requestWrite);
       const child = spawnSync(process.execPath, [`${ROOT}dist/helper/child.js`], {
@@ -169,18 +169,26 @@ describe('the helper process and its parent', () => {
   });
 
   it('keeps working through the SIGINT, SIGTERM and SIGHUP a terminal sends the whole group', () => {
+    const sockets: number[] = [];
     const helper = HelperProcess.start();
     try {
+      // A socket of this process, for the helper to find.
+      const socket = libc.socket(libc.AF_UNIX, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0);
+      sockets.push(socket);
+      const inode = libc.fstatInode(socket);
       // A first answer shows it is serving, its handlers in place.
-      helper.requestScan('/proc', [process.pid]);
+      helper.requestScan('/proc', [process.pid], [inode]);
       const first = helper.receiveScan([process.pid]);
-      expect(first.commandPid.length).toBeLessThanOrEqual(1);
+      expect([...first.inode]).toEqual([inode]);
+      expect([...first.pid]).toEqual([process.pid]);
+      expect([...first.fd]).toEqual([socket]);
       for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
         process.kill(helper.pid as number, signal);
-      helper.requestScan('/proc', [process.pid]);
-      expect(helper.receiveScan([process.pid]).type).toBe('scanned');
+      helper.requestScan('/proc', [process.pid], [inode]);
+      expect([...helper.receiveScan([process.pid]).inode]).toEqual([inode]);
     } finally {
       helper.close();
+      for (const fd of sockets) libc.close(fd);
     }
   });
 });
