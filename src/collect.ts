@@ -42,6 +42,8 @@ export interface CollectSettings {
   parallel?: 'auto' | 'on' | 'off';
   /** For tests: the helper's command line instead of Node running dist/helper/child.js. */
   helperCommand?: readonly string[];
+  /** For tests: HELPER_PATIENCE_MS, how long past its due a helper may keep this process waiting. */
+  helperPatienceMs?: number;
   /** For tests: another /proc, or injected system calls. */
   procRoot?: string;
   fdAccess?: FdAccess;
@@ -276,7 +278,7 @@ function startHelper(
   }
   let helper: HelperProcess;
   try {
-    helper = HelperProcess.start(settings.helperCommand);
+    helper = HelperProcess.start(settings.helperCommand, settings.helperPatienceMs);
   } catch (error) {
     onFailure(error);
     return none;

@@ -12,6 +12,7 @@ import * as libc from '../sys/libc.js';
 import {
   builtFile,
   checkValueColumns,
+  DeadlineError,
   expectType,
   PROTOCOL_FINGERPRINT,
   type ReadReply,
@@ -34,20 +35,39 @@ function checkLength(what: string, actual: number, expected: number): void {
     throw new HelperUnavailableError(`the helper's ${what} has ${actual} entries, not ${expected}`);
 }
 
+/**
+ * How long a helper may keep the parent waiting, beyond twice the time the parent took
+ * for its own share of the same step (see HelperProcess.receive). A helper that is
+ * stopped (SIGSTOP, a debugger), starved or stuck in the kernel must not stall knetstat:
+ * after this the parent kills it and does its share itself.
+ */
+export const HELPER_PATIENCE_MS = 5000;
+
+/**
+ * Room for a whole request in the pipe (1 MiB, the default pipe-max-size), so that the
+ * parent's write returns at once even while the helper is still starting; a scan
+ * request carries 4 bytes a socket, a read request about 30 a row.
+ */
+const REQUEST_PIPE_SIZE = 1 << 20;
+
 export class HelperProcess {
   private closed = false;
+  /** When the last request went out (performance.now()). */
+  private requestedAt = 0;
 
   private constructor(
     private readonly requests: number,
     private readonly replies: number,
     private readonly child: ChildProcess,
+    private readonly patienceMs: number,
   ) {}
 
   /**
    * Starts the helper with a pipe each way on its fds 3 and 4: Node running child.js, or
-   * `command` (tests: helpers that fail in chosen ways).
+   * `command` (tests: helpers that fail in chosen ways). `patienceMs` is
+   * HELPER_PATIENCE_MS but for tests.
    */
-  static start(command?: readonly string[]): HelperProcess {
+  static start(command?: readonly string[], patienceMs = HELPER_PATIENCE_MS): HelperProcess {
     let ours: number[] = [];
     let theirs: number[] = [];
     try {
@@ -57,6 +77,12 @@ export class HelperProcess {
       const [replyRead, replyWrite] = libc.pipe();
       theirs.push(replyWrite);
       ours.push(replyRead);
+      // Our ends only (each end is its own open file description): the helper blocks on
+      // its reads and writes as it should, while we wait with a deadline (see receive).
+      libc.setNonBlocking(requestWrite);
+      libc.setNonBlocking(replyRead);
+      // A smaller pipe only means a large request waits for the helper to take it.
+      libc.setPipeSize(requestWrite, REQUEST_PIPE_SIZE);
       const [file, ...args] = command ?? [process.execPath, builtFile('helper/child.js')];
       if (file === undefined) throw new HelperUnavailableError('no helper command');
       const child = spawn(file, args, {
@@ -69,7 +95,7 @@ export class HelperProcess {
       // but leaves no pid.
       if (child.pid === undefined) throw new HelperUnavailableError(`could not start ${file}`);
       child.unref();
-      const helper = new HelperProcess(requestWrite, replyRead, child);
+      const helper = new HelperProcess(requestWrite, replyRead, child, patienceMs);
       ours = [];
       return helper;
     } catch (error) {
@@ -85,23 +111,42 @@ export class HelperProcess {
     return this.child.pid;
   }
 
+  /** After a deadline passed: the helper is killed, so that it does no more. */
+  private giveUp(what: string, waitedMs: number): HelperUnavailableError {
+    this.child.kill('SIGKILL');
+    this.close();
+    const seconds = (waitedMs / 1000).toFixed(1);
+    return new HelperUnavailableError(`the helper did not ${what} within ${seconds} s, and was stopped`);
+  }
+
   private send(message: Parameters<typeof writeMessage>[1]): void {
     if (this.closed) throw new HelperUnavailableError('the helper was closed');
+    const start = performance.now();
     try {
-      writeMessage(this.requests, message);
+      writeMessage(this.requests, message, start + this.patienceMs);
     } catch (error) {
+      if (error instanceof DeadlineError) throw this.giveUp('take its request', this.patienceMs);
       if ((error as NodeJS.ErrnoException).code === 'EPIPE')
         throw new HelperUnavailableError('the helper ended before it was asked (EPIPE)');
       throw unavailable(error);
     }
+    this.requestedAt = performance.now();
   }
 
+  /**
+   * The helper's answer, waited for at most twice as long again as the parent has been
+   * busy with its own share since asking (the helper's share is as large), plus the
+   * patience.
+   */
   private receive<T extends { type: string }>(type: T['type']): T {
     if (this.closed) throw new HelperUnavailableError('the helper was closed');
+    const now = performance.now();
+    const limit = this.patienceMs + 2 * (now - this.requestedAt);
     let message: unknown;
     try {
-      message = readMessage(this.replies);
+      message = readMessage(this.replies, now + limit);
     } catch (error) {
+      if (error instanceof DeadlineError) throw this.giveUp('answer', limit);
       throw unavailable(error);
     }
     if (message === null) throw new HelperUnavailableError('the helper ended without answering');
@@ -119,7 +164,7 @@ export class HelperProcess {
       fingerprint: PROTOCOL_FINGERPRINT,
       procRoot,
       pids: Int32Array.from(pids),
-      wanted: Float64Array.from(wanted),
+      wanted: Uint32Array.from(wanted),
     });
   }
 

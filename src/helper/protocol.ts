@@ -16,6 +16,8 @@ import { deserialize, serialize } from 'node:v8';
 import type { OptionValue } from '../model.js';
 import { OPTION_CATALOGUE } from '../options/catalogue.js';
 import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
+import { SystemCallError } from '../sys/errors.js';
+import * as libc from '../sys/libc.js';
 
 /** Bumped when a message changes shape. */
 const PROTOCOL_VERSION = 1;
@@ -83,7 +85,8 @@ export interface ScanRequest {
   fingerprint: string;
   procRoot: string;
   pids: Int32Array;
-  wanted: Float64Array;
+  /** Socket inode numbers (sock_diag's idiag_inode is 32 bits). */
+  wanted: Uint32Array;
 }
 
 /** Helper → parent: every `socket:[N]` fd of the processes, in scan order. */
@@ -234,21 +237,65 @@ export function encodeFrame(message: HelperRequest | HelperReply): Buffer {
   return frame;
 }
 
-/** Writes all of `bytes` to `fd` (a pipe may take a large write in parts). */
-export function writeAll(fd: number, bytes: Uint8Array): void {
+/** The other side did not take or give a message by the deadline. */
+export class DeadlineError extends Error {}
+
+const EINTR = 4;
+/** poll(2) takes a signed 32-bit timeout in milliseconds. */
+const LONGEST_POLL_MS = 0x7fffffff;
+
+/**
+ * Waits until `fd` is ready for `events` (or hung up), at most until `deadline`, a
+ * performance.now() time; a DeadlineError after that.
+ */
+function waitUntilReady(fd: number, events: number, deadline: number): void {
+  for (;;) {
+    const left = Math.ceil(deadline - performance.now());
+    if (left <= 0) throw new DeadlineError('the other side did not answer in time');
+    const ready = libc.pollOne(fd, events, Math.min(left, LONGEST_POLL_MS));
+    if (ready > 0) return;
+    if (ready < 0 && ready !== -EINTR) throw new SystemCallError('poll', -ready);
+  }
+}
+
+function isWouldBlock(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === 'EAGAIN';
+}
+
+/**
+ * Writes all of `bytes` to `fd` (a pipe may take a large write in parts). Without a
+ * deadline `fd` is blocking and this waits as long as the reader does; with one, `fd` is
+ * non-blocking (libc.setNonBlocking) and a reader that stops taking bytes ends the wait
+ * with a DeadlineError.
+ */
+export function writeAll(fd: number, bytes: Uint8Array, deadline?: number): void {
   let written = 0;
-  while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+  while (written < bytes.length) {
+    if (deadline !== undefined) waitUntilReady(fd, libc.POLLOUT, deadline);
+    try {
+      written += writeSync(fd, bytes, written, bytes.length - written);
+    } catch (error) {
+      if (deadline === undefined || !isWouldBlock(error)) throw error;
+    }
+  }
 }
 
-export function writeMessage(fd: number, message: HelperRequest | HelperReply): void {
-  writeAll(fd, encodeFrame(message));
+export function writeMessage(fd: number, message: HelperRequest | HelperReply, deadline?: number): void {
+  writeAll(fd, encodeFrame(message), deadline);
 }
 
-/** Fills `buffer` from `fd`; false when the pipe ends first (having read nothing, or only part). */
-function readFully(fd: number, buffer: Uint8Array): 'full' | 'eof' | 'short' {
+/** Fills `buffer` from `fd` (see writeAll for `deadline`); whether the pipe ended first, having read nothing or only part. */
+function readFully(fd: number, buffer: Uint8Array, deadline: number | undefined): 'full' | 'eof' | 'short' {
   let filled = 0;
   while (filled < buffer.length) {
-    const got = readSync(fd, buffer, filled, buffer.length - filled, null);
+    if (deadline !== undefined) waitUntilReady(fd, libc.POLLIN, deadline);
+    let got: number;
+    try {
+      got = readSync(fd, buffer, filled, buffer.length - filled, null);
+    } catch (error) {
+      if (deadline === undefined || !isWouldBlock(error)) throw error;
+      continue;
+    }
     if (got === 0) return filled === 0 ? 'eof' : 'short';
     filled += got;
   }
@@ -260,17 +307,18 @@ export class BrokenFrameError extends Error {}
 
 /**
  * The next message from `fd`, or null when the pipe ended cleanly between messages.
- * Throws BrokenFrameError for a frame cut short or one that does not decode.
+ * Throws BrokenFrameError for a frame cut short or one that does not decode, and
+ * DeadlineError when a `deadline` (see writeAll) passes first.
  */
-export function readMessage(fd: number): unknown {
+export function readMessage(fd: number, deadline?: number): unknown {
   const header = Buffer.alloc(HEADER_SIZE);
-  const start = readFully(fd, header);
+  const start = readFully(fd, header, deadline);
   if (start === 'eof') return null;
   if (start === 'short') throw new BrokenFrameError('the pipe ended inside a frame header');
   const length = header.readUInt32LE(0);
   if (length > MAX_FRAME_SIZE) throw new BrokenFrameError(`a frame of ${length} bytes is not believable`);
   const body = Buffer.allocUnsafe(length);
-  if (readFully(fd, body) !== 'full') throw new BrokenFrameError('the pipe ended inside a frame');
+  if (readFully(fd, body, deadline) !== 'full') throw new BrokenFrameError('the pipe ended inside a frame');
   try {
     return deserialize(body);
   } catch (error) {

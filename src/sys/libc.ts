@@ -35,6 +35,9 @@ const c = {
   mmap: libc.func('void *mmap(void *address, size_t length, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(void *address, size_t length)'),
   pipe2: libc.func('int pipe2(void *fds, int flags)'),
+  poll: libc.func('int poll(void *fds, unsigned long count, int timeout)'),
+  // fcntl(2) is variadic; every command used here takes an int argument (see syscall3).
+  fcntl: libc.func('int fcntl(int fd, int command, int argument)'),
 };
 
 function fail(call: string): never {
@@ -98,6 +101,48 @@ export function pipe(): [number, number] {
   const fds = new Int32Array(2);
   if ((c.pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
   return [fds[0] as number, fds[1] as number];
+}
+
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+const F_SETPIPE_SZ = 1031;
+
+/** Makes reads and writes on `fd` fail with EAGAIN instead of waiting (its open file description only). */
+export function setNonBlocking(fd: number): void {
+  const flags = c.fcntl(fd, F_GETFL, 0) as number;
+  if (flags < 0) fail('fcntl');
+  if ((c.fcntl(fd, F_SETFL, flags | O_NONBLOCK) as number) < 0) fail('fcntl');
+}
+
+/**
+ * Asks for a pipe buffer of `bytes` (F_SETPIPE_SZ): the size the kernel gave, or the
+ * negated errno (EPERM above /proc/sys/fs/pipe-max-size for a process without
+ * CAP_SYS_RESOURCE), which leaves the pipe as it was.
+ */
+export function setPipeSize(fd: number, bytes: number): number {
+  const size = c.fcntl(fd, F_SETPIPE_SZ, bytes) as number;
+  return size < 0 ? -koffi.errno() : size;
+}
+
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+// struct pollfd: int fd, short events, short revents.
+const pollFd = new Int32Array(2);
+const pollEvents = new Int16Array(pollFd.buffer);
+
+/**
+ * poll(2) on one fd for up to `timeoutMs` (-1: no limit): its revents (POLLHUP and
+ * POLLERR included, whatever was asked), 0 when the time ran out, or the negated errno
+ * (EINTR when a signal came first).
+ */
+export function pollOne(fd: number, events: number, timeoutMs: number): number {
+  pollFd[0] = fd;
+  pollEvents[2] = events;
+  pollEvents[3] = 0;
+  const ready = c.poll(pollFd, 1, timeoutMs) as number;
+  if (ready < 0) return -koffi.errno();
+  return ready === 0 ? 0 : (pollEvents[3] as number);
 }
 
 /** open(2) a directory for the *at calls (read-only, close-on-exec). */

@@ -2,15 +2,21 @@
 // At the scan request: 'stranger' adds an owner pid it was not asked about, 'strings'
 // sends pids as strings. At the read request: 'exit' ends without a word, 'error'
 // answers an error message, 'short' half a frame, 'status' an outcome nobody knows,
-// 'narrow' fewer values than a row has options.
-import { writeSync } from 'node:fs';
+// 'narrow' fewer values than a row has options, 'silent' nothing, keeping its pipes open.
+// 'deaf' never reads a request, 'stop' stops itself (SIGSTOP) at the scan request. With
+// argv[3], it writes its pid there first.
+import { writeFileSync, writeSync } from 'node:fs';
 import { encodeFrame, readMessage, writeMessage } from '../../dist/helper/protocol.js';
 import { read, scan } from '../../dist/helper/work.js';
 
 const how = process.argv[2] ?? 'exit';
+if (process.argv[3]) writeFileSync(process.argv[3], String(process.pid));
+const forever = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+if (how === 'deaf') forever();
 for (;;) {
   const request = readMessage(3);
   if (request === null) break;
+  if (how === 'stop') process.kill(process.pid, 'SIGSTOP');
   if (request.type === 'scan') {
     const reply = scan(request);
     if (how === 'stranger') {
@@ -22,6 +28,7 @@ for (;;) {
     writeMessage(4, reply);
     continue;
   }
+  if (how === 'silent') forever();
   if (how === 'error') writeMessage(4, { type: 'error', message: 'pidfd_open: EMFILE' });
   if (how === 'short') {
     const frame = encodeFrame({ type: 'values', status: new Uint8Array(8) });

@@ -5,7 +5,9 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HelperProcess } from '../../src/helper/parent.js';
 import { PROTOCOL_FINGERPRINT, readMessage, writeMessage } from '../../src/helper/protocol.js';
@@ -135,6 +137,48 @@ describe.skipIf(skip !== null)(`the helper process${skip ? ` (skipped: ${skip})`
     expect(warnings[0]).toMatch(why);
     expect(essentials(collection)).toEqual(alone);
   });
+
+  /** Whether process `pid` is gone: reaped, or a zombie its parent has yet to reap. */
+  function gone(pid: number): boolean {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+    } catch {
+      return true;
+    }
+  }
+
+  const stalls: Array<[string, string, RegExp]> = [
+    ['never reads its requests', 'deaf', /did not answer within [0-9.]+ s, and was stopped/],
+    ['stops itself (SIGSTOP) at the scan', 'stop', /did not answer within [0-9.]+ s, and was stopped/],
+    ['never answers for its rows', 'silent', /did not answer within [0-9.]+ s, and was stopped/],
+  ];
+  it.each(stalls)(
+    'when it %s, this process stops waiting, kills it and does its share',
+    async (_what, mode, why) => {
+      const directory = mkdtempSync(join(tmpdir(), 'knetstat-helper-'));
+      try {
+        const pidFile = join(directory, 'pid');
+        const collection = first.collect({
+          parallel: 'on',
+          helperCommand: [process.execPath, FAKE, mode, pidFile],
+          helperPatienceMs: 200,
+        });
+        expect(collection.helper).toBe('failed');
+        const warnings = collection.warnings.filter((w) => w.includes('helper process failed'));
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toMatch(why);
+        expect(essentials(collection)).toEqual(alone);
+        // It was killed (the collecting process has exited by now, so nobody waits for
+        // it but init): no stopped or sleeping helper is left behind.
+        expect(existsSync(pidFile)).toBe(true);
+        const pid = Number(readFileSync(pidFile, 'utf8'));
+        await expect.poll(() => gone(pid), { timeout: 10_000 }).toBe(true);
+      } finally {
+        rmSync(directory, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 describe('the helper process and its parent', () => {
@@ -148,7 +192,7 @@ describe('the helper process and its parent', () => {
         fingerprint: '0123456789abcdef',
         procRoot: '/proc',
         pids: Int32Array.of(process.pid),
-        wanted: Float64Array.of(),
+        wanted: Uint32Array.of(),
       });
       closeSync(requestWrite);
       const child = spawnSync(process.execPath, [`${ROOT}dist/helper/child.js`], {

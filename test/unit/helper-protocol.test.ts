@@ -13,6 +13,7 @@ import {
   allocateValueColumns,
   BrokenFrameError,
   BUILD_ID,
+  DeadlineError,
   encodeFrame,
   expectType,
   fingerprintOf,
@@ -117,6 +118,58 @@ describe('frames', () => {
     writeSync(write, Buffer.concat([header, body]));
     closeOne(write);
     expect(() => readMessage(read)).toThrow(BrokenFrameError);
+  });
+});
+
+describe('frames with a deadline (the parent side: non-blocking ends)', () => {
+  it('reads a message that is there, and a reply that arrives in pieces while it waits', () => {
+    const [read, write] = pipe();
+    libc.setNonBlocking(read);
+    writeMessage(write, scanReply);
+    expect(readMessage(read, performance.now() + 10_000)).toEqual(scanReply);
+    const frame = encodeFrame(scanReply);
+    const script = `
+      const fs = require('node:fs');
+      const frame = Buffer.from(process.argv[1], 'hex');
+      fs.writeSync(3, frame, 0, 3);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      fs.writeSync(3, frame, 3);`;
+    const writer = spawnSync(process.execPath, ['-e', script, frame.toString('hex')], {
+      stdio: ['ignore', 'inherit', 'inherit', write],
+    });
+    expect(writer.status).toBe(0);
+    expect(readMessage(read, performance.now() + 10_000)).toEqual(scanReply);
+  });
+
+  it('gives up on a reply that does not come, or stops half-way', () => {
+    const [read, write] = pipe();
+    libc.setNonBlocking(read);
+    expect(() => readMessage(read, performance.now() + 50)).toThrow(DeadlineError);
+    writeSync(write, encodeFrame(scanReply), 0, 6);
+    expect(() => readMessage(read, performance.now() + 50)).toThrow(DeadlineError);
+  });
+
+  it('still reports the end of the pipe as the end, not as a timeout', () => {
+    const [read, write] = pipe();
+    libc.setNonBlocking(read);
+    closeOne(write);
+    expect(readMessage(read, performance.now() + 10_000)).toBeNull();
+  });
+
+  it('gives up on a request nobody takes once the pipe is full', () => {
+    const [, write] = pipe();
+    libc.setNonBlocking(write);
+    // More than a default pipe holds (64 KiB), and nobody reading.
+    const big = { ...scanReply, inode: new Float64Array(100_000) };
+    expect(() => writeMessage(write, big, performance.now() + 50)).toThrow(DeadlineError);
+  });
+
+  it('grows a pipe on request, or says why not', () => {
+    const [, write] = pipe();
+    const size = libc.setPipeSize(write, 1 << 20);
+    // Root may always; others up to /proc/sys/fs/pipe-max-size (1 MiB by default).
+    if (size > 0) expect(size).toBeGreaterThanOrEqual(1 << 20);
+    else expect(-size).toBe(1); // EPERM
   });
 });
 
