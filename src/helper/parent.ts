@@ -36,10 +36,14 @@ function checkLength(what: string, actual: number, expected: number): void {
 }
 
 /**
- * How long a helper may keep the parent waiting, beyond twice the time the parent took
- * for its own share of the same step (see HelperProcess.receive). A helper that is
- * stopped (SIGSTOP, a debugger), starved or stuck in the kernel must not stall knetstat:
- * after this the parent kills it and does its share itself.
+ * How long a helper may keep the parent waiting: to take a request, and for an answer
+ * beyond twice the time the parent took for its own share of the same step (see
+ * HelperProcess.receive); also the longest pause allowed inside a message once it
+ * moves. A helper that is stopped (SIGSTOP, a debugger), starved or stuck in the kernel
+ * must not stall knetstat: past this the parent kills it and does its share itself.
+ * (The scan's shares are cut by open fds, which only Linux 6.2+ tells cheaply; before,
+ * by process count, the helper's share can be larger than the parent's, and a helper
+ * that needs more than this beyond it is killed: slower, never a different listing.)
  */
 export const HELPER_PATIENCE_MS = 5000;
 
@@ -68,6 +72,8 @@ export class HelperProcess {
    * HELPER_PATIENCE_MS but for tests.
    */
   static start(command?: readonly string[], patienceMs = HELPER_PATIENCE_MS): HelperProcess {
+    if (!(patienceMs > 0 && Number.isFinite(patienceMs)))
+      throw new HelperUnavailableError(`a patience of ${patienceMs} ms`);
     let ours: number[] = [];
     let theirs: number[] = [];
     try {
@@ -112,20 +118,23 @@ export class HelperProcess {
   }
 
   /** After a deadline passed: the helper is killed, so that it does no more. */
-  private giveUp(what: string, waitedMs: number): HelperUnavailableError {
+  private giveUp(what: string, since: number): HelperUnavailableError {
     this.child.kill('SIGKILL');
     this.close();
-    const seconds = (waitedMs / 1000).toFixed(1);
-    return new HelperUnavailableError(`the helper did not ${what} within ${seconds} s, and was stopped`);
+    const seconds = ((performance.now() - since) / 1000).toFixed(1);
+    return new HelperUnavailableError(`the helper did not ${what} in ${seconds} s, and was stopped`);
   }
 
-  private send(message: Parameters<typeof writeMessage>[1]): void {
+  private send(message: Parameters<typeof writeMessage>[1], step: string): void {
     if (this.closed) throw new HelperUnavailableError('the helper was closed');
     const start = performance.now();
     try {
-      writeMessage(this.requests, message, start + this.patienceMs);
+      writeMessage(this.requests, message, {
+        deadline: start + this.patienceMs,
+        progressMs: this.patienceMs,
+      });
     } catch (error) {
-      if (error instanceof DeadlineError) throw this.giveUp('take its request', this.patienceMs);
+      if (error instanceof DeadlineError) throw this.giveUp(`take its request for ${step}`, start);
       if ((error as NodeJS.ErrnoException).code === 'EPIPE')
         throw new HelperUnavailableError('the helper ended before it was asked (EPIPE)');
       throw unavailable(error);
@@ -138,15 +147,15 @@ export class HelperProcess {
    * busy with its own share since asking (the helper's share is as large), plus the
    * patience.
    */
-  private receive<T extends { type: string }>(type: T['type']): T {
+  private receive<T extends { type: string }>(type: T['type'], step: string): T {
     if (this.closed) throw new HelperUnavailableError('the helper was closed');
     const now = performance.now();
     const limit = this.patienceMs + 2 * (now - this.requestedAt);
     let message: unknown;
     try {
-      message = readMessage(this.replies, now + limit);
+      message = readMessage(this.replies, { deadline: now + limit, progressMs: this.patienceMs });
     } catch (error) {
-      if (error instanceof DeadlineError) throw this.giveUp('answer', limit);
+      if (error instanceof DeadlineError) throw this.giveUp(`answer for ${step}`, now);
       throw unavailable(error);
     }
     if (message === null) throw new HelperUnavailableError('the helper ended without answering');
@@ -159,13 +168,22 @@ export class HelperProcess {
 
   /** Asks for the fds of `pids` that hold one of the `wanted` sockets (inodes). */
   requestScan(procRoot: string, pids: readonly number[], wanted: Iterable<number>): void {
-    this.send({
-      type: 'scan',
-      fingerprint: PROTOCOL_FINGERPRINT,
-      procRoot,
-      pids: Int32Array.from(pids),
-      wanted: Uint32Array.from(wanted),
+    // sock_diag's inodes are 32 bits; anything else would be cut silently.
+    const inodes = Uint32Array.from(wanted, (inode) => {
+      if (!(Number.isInteger(inode) && inode >= 0 && inode <= 0xffffffff))
+        throw new HelperUnavailableError(`an inode ${inode} that is not 32 bits`);
+      return inode;
     });
+    this.send(
+      {
+        type: 'scan',
+        fingerprint: PROTOCOL_FINGERPRINT,
+        procRoot,
+        pids: Int32Array.from(pids),
+        wanted: inodes,
+      },
+      'its processes',
+    );
   }
 
   /**
@@ -173,7 +191,7 @@ export class HelperProcess {
    * of equal length, only the processes asked for, names as strings.
    */
   receiveScan(pids: readonly number[]): ScanReply {
-    const reply = this.receive<ScanReply>('scanned');
+    const reply = this.receive<ScanReply>('scanned', 'its processes');
     const bad = (what: string): never => {
       throw new HelperUnavailableError(`the helper sent ${what}`);
     };
@@ -195,13 +213,16 @@ export class HelperProcess {
   }
 
   requestRead(jobs: ReadJobs, only: readonly string[] | null, ioUring: boolean): void {
-    this.send({
-      type: 'read',
-      fingerprint: PROTOCOL_FINGERPRINT,
-      only: only === null ? null : [...only],
-      ioUring,
-      jobs,
-    });
+    this.send(
+      {
+        type: 'read',
+        fingerprint: PROTOCOL_FINGERPRINT,
+        only: only === null ? null : [...only],
+        ioUring,
+        jobs,
+      },
+      'its rows',
+    );
   }
 
   /**
@@ -209,7 +230,7 @@ export class HelperProcess {
    * outcome one the parent knows, every value where storeValues could have put it.
    */
   receiveRead(rows: number): ReadReply {
-    const reply = this.receive<ReadReply>('values');
+    const reply = this.receive<ReadReply>('values', 'its rows');
     if (!(reply.status instanceof Uint8Array))
       throw new HelperUnavailableError('the helper sent no status list');
     checkLength('status list', reply.status.length, rows);

@@ -1,8 +1,10 @@
 /**
  * What knetstat and its helper process say to each other: one message per frame, a
  * 4-byte length (little-endian) then the message as v8.serialize writes it, over two
- * plain blocking pipes that both sides read and write synchronously (never through
- * libuv: each side is in the middle of synchronous work when it talks).
+ * plain pipes that both sides read and write synchronously (never through libuv: each
+ * side is in the middle of synchronous work when it talks). The helper's ends block;
+ * the parent's are non-blocking and every wait of the parent's has a deadline (Wait),
+ * so that a helper that stops answering cannot stall knetstat.
  *
  * The conversation is strictly request, reply: scan (the helper's share of /proc),
  * then read (its share of the option rows), each answered once; the parent closing
@@ -20,7 +22,7 @@ import { SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
 
 /** Bumped when a message changes shape. */
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 
 /**
  * A file of the build, `path` relative to dist/. The tests import the sources, which
@@ -240,22 +242,39 @@ export function encodeFrame(message: HelperRequest | HelperReply): Buffer {
 /** The other side did not take or give a message by the deadline. */
 export class DeadlineError extends Error {}
 
+/**
+ * How long the parent waits: until `deadline` (a performance.now() time) for the first
+ * bytes to move, and while bytes keep moving, `progressMs` past the last of them, so
+ * that a large message is not cut off by a deadline set for its first byte.
+ */
+export interface Wait {
+  deadline: number;
+  progressMs: number;
+}
+
 const EINTR = 4;
 /** poll(2) takes a signed 32-bit timeout in milliseconds. */
 const LONGEST_POLL_MS = 0x7fffffff;
 
 /**
- * Waits until `fd` is ready for `events` (or hung up), at most until `deadline`, a
- * performance.now() time; a DeadlineError after that.
+ * Waits until `fd` is ready for `events` (or hung up) until the wait's deadline; a
+ * DeadlineError after it. Past the deadline it still looks once without waiting, so
+ * that what is already there (after this process was stopped and continued, say)
+ * is taken rather than thrown away.
  */
-function waitUntilReady(fd: number, events: number, deadline: number): void {
+function waitUntilReady(fd: number, events: number, wait: Wait): void {
   for (;;) {
-    const left = Math.ceil(deadline - performance.now());
-    if (left <= 0) throw new DeadlineError('the other side did not answer in time');
-    const ready = libc.pollOne(fd, events, Math.min(left, LONGEST_POLL_MS));
+    const left = Math.ceil(wait.deadline - performance.now());
+    const ready = libc.pollOne(fd, events, Math.min(Math.max(left, 0), LONGEST_POLL_MS));
     if (ready > 0) return;
     if (ready < 0 && ready !== -EINTR) throw new SystemCallError('poll', -ready);
+    if (ready === 0 && left <= 0) throw new DeadlineError('the other side did not answer in time');
   }
+}
+
+/** Bytes moved: the wait goes on at least `progressMs` from now. */
+function progressed(wait: Wait | undefined): void {
+  if (wait) wait.deadline = Math.max(wait.deadline, performance.now() + wait.progressMs);
 }
 
 function isWouldBlock(error: unknown): boolean {
@@ -264,40 +283,43 @@ function isWouldBlock(error: unknown): boolean {
 
 /**
  * Writes all of `bytes` to `fd` (a pipe may take a large write in parts). Without a
- * deadline `fd` is blocking and this waits as long as the reader does; with one, `fd` is
+ * wait `fd` is blocking and this waits as long as the reader does; with one, `fd` is
  * non-blocking (libc.setNonBlocking) and a reader that stops taking bytes ends the wait
  * with a DeadlineError.
  */
-export function writeAll(fd: number, bytes: Uint8Array, deadline?: number): void {
+export function writeAll(fd: number, bytes: Uint8Array, wait?: Wait): void {
   let written = 0;
   while (written < bytes.length) {
-    if (deadline !== undefined) waitUntilReady(fd, libc.POLLOUT, deadline);
+    if (wait) waitUntilReady(fd, libc.POLLOUT, wait);
     try {
       written += writeSync(fd, bytes, written, bytes.length - written);
     } catch (error) {
-      if (deadline === undefined || !isWouldBlock(error)) throw error;
+      if (!wait || !isWouldBlock(error)) throw error;
+      continue;
     }
+    progressed(wait);
   }
 }
 
-export function writeMessage(fd: number, message: HelperRequest | HelperReply, deadline?: number): void {
-  writeAll(fd, encodeFrame(message), deadline);
+export function writeMessage(fd: number, message: HelperRequest | HelperReply, wait?: Wait): void {
+  writeAll(fd, encodeFrame(message), wait);
 }
 
-/** Fills `buffer` from `fd` (see writeAll for `deadline`); whether the pipe ended first, having read nothing or only part. */
-function readFully(fd: number, buffer: Uint8Array, deadline: number | undefined): 'full' | 'eof' | 'short' {
+/** Fills `buffer` from `fd` (see writeAll for `wait`); whether the pipe ended first, having read nothing or only part. */
+function readFully(fd: number, buffer: Uint8Array, wait: Wait | undefined): 'full' | 'eof' | 'short' {
   let filled = 0;
   while (filled < buffer.length) {
-    if (deadline !== undefined) waitUntilReady(fd, libc.POLLIN, deadline);
+    if (wait) waitUntilReady(fd, libc.POLLIN, wait);
     let got: number;
     try {
       got = readSync(fd, buffer, filled, buffer.length - filled, null);
     } catch (error) {
-      if (deadline === undefined || !isWouldBlock(error)) throw error;
+      if (!wait || !isWouldBlock(error)) throw error;
       continue;
     }
     if (got === 0) return filled === 0 ? 'eof' : 'short';
     filled += got;
+    progressed(wait);
   }
   return 'full';
 }
@@ -308,17 +330,17 @@ export class BrokenFrameError extends Error {}
 /**
  * The next message from `fd`, or null when the pipe ended cleanly between messages.
  * Throws BrokenFrameError for a frame cut short or one that does not decode, and
- * DeadlineError when a `deadline` (see writeAll) passes first.
+ * DeadlineError when a `wait` (see writeAll) ends first.
  */
-export function readMessage(fd: number, deadline?: number): unknown {
+export function readMessage(fd: number, wait?: Wait): unknown {
   const header = Buffer.alloc(HEADER_SIZE);
-  const start = readFully(fd, header, deadline);
+  const start = readFully(fd, header, wait);
   if (start === 'eof') return null;
   if (start === 'short') throw new BrokenFrameError('the pipe ended inside a frame header');
   const length = header.readUInt32LE(0);
   if (length > MAX_FRAME_SIZE) throw new BrokenFrameError(`a frame of ${length} bytes is not believable`);
   const body = Buffer.allocUnsafe(length);
-  if (readFully(fd, body, deadline) !== 'full') throw new BrokenFrameError('the pipe ended inside a frame');
+  if (readFully(fd, body, wait) !== 'full') throw new BrokenFrameError('the pipe ended inside a frame');
   try {
     return deserialize(body);
   } catch (error) {

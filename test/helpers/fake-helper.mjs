@@ -4,19 +4,26 @@
 // answers an error message, 'short' half a frame, 'status' an outcome nobody knows,
 // 'narrow' fewer values than a row has options, 'silent' nothing, keeping its pipes open.
 // 'deaf' never reads a request, 'stop' stops itself (SIGSTOP) at the scan request. With
-// argv[3], it writes its pid there first.
+// argv[3], it writes its pid there before it loads anything, and where it stalls, which
+// request it stalled at to argv[3].stalled.
 import { writeFileSync, writeSync } from 'node:fs';
-import { encodeFrame, readMessage, writeMessage } from '../../dist/helper/protocol.js';
-import { read, scan } from '../../dist/helper/work.js';
 
 const how = process.argv[2] ?? 'exit';
-if (process.argv[3]) writeFileSync(process.argv[3], String(process.pid));
-const forever = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-if (how === 'deaf') forever();
+const pidFile = process.argv[3];
+if (pidFile) writeFileSync(pidFile, String(process.pid));
+const stall = (where) => {
+  if (pidFile) writeFileSync(`${pidFile}.stalled`, where);
+  if (how === 'stop') process.kill(process.pid, 'SIGSTOP');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+};
+if (how === 'deaf') stall('none');
+
+const { encodeFrame, readMessage, writeMessage } = await import('../../dist/helper/protocol.js');
+const { read, scan } = await import('../../dist/helper/work.js');
 for (;;) {
   const request = readMessage(3);
   if (request === null) break;
-  if (how === 'stop') process.kill(process.pid, 'SIGSTOP');
+  if (how === 'stop') stall(request.type);
   if (request.type === 'scan') {
     const reply = scan(request);
     if (how === 'stranger') {
@@ -28,7 +35,7 @@ for (;;) {
     writeMessage(4, reply);
     continue;
   }
-  if (how === 'silent') forever();
+  if (how === 'silent') stall(request.type);
   if (how === 'error') writeMessage(4, { type: 'error', message: 'pidfd_open: EMFILE' });
   if (how === 'short') {
     const frame = encodeFrame({ type: 'values', status: new Uint8Array(8) });

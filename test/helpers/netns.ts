@@ -137,7 +137,8 @@ export class SocketChild {
     const stdout = execFileSync(
       'nsenter',
       ['-t', String(this.pid), '-n', process.execPath, COLLECT_IN_NETNS, JSON.stringify(settings)],
-      { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+      // A collection that hangs fails its test rather than the whole run.
+      { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
     );
     return JSON.parse(stdout) as Collection;
   }

@@ -3,7 +3,8 @@
  * pieces, and the ways a frame can be broken (cut short, a length nobody sends, bytes
  * that do not decode); option values through their columns; the weights that cut work.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,38 +123,79 @@ describe('frames', () => {
 });
 
 describe('frames with a deadline (the parent side: non-blocking ends)', () => {
-  it('reads a message that is there, and a reply that arrives in pieces while it waits', () => {
+  it('reads a message that is there, and one that arrives in pieces while it waits', async () => {
     const [read, write] = pipe();
     libc.setNonBlocking(read);
     writeMessage(write, scanReply);
-    expect(readMessage(read, performance.now() + 10_000)).toEqual(scanReply);
+    expect(readMessage(read, { deadline: performance.now() + 10_000, progressMs: 10_000 })).toEqual(
+      scanReply,
+    );
+    // The writer runs on while this process waits in poll: three bytes, a pause, the rest.
     const frame = encodeFrame(scanReply);
     const script = `
       const fs = require('node:fs');
       const frame = Buffer.from(process.argv[1], 'hex');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
       fs.writeSync(3, frame, 0, 3);
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
       fs.writeSync(3, frame, 3);`;
-    const writer = spawnSync(process.execPath, ['-e', script, frame.toString('hex')], {
+    const writer = spawn(process.execPath, ['-e', script, frame.toString('hex')], {
       stdio: ['ignore', 'inherit', 'inherit', write],
     });
-    expect(writer.status).toBe(0);
-    expect(readMessage(read, performance.now() + 10_000)).toEqual(scanReply);
+    const exited = once(writer, 'exit');
+    expect(readMessage(read, { deadline: performance.now() + 30_000, progressMs: 30_000 })).toEqual(
+      scanReply,
+    );
+    expect((await exited)[0]).toBe(0);
+  });
+
+  it('takes what is already there even when the deadline has passed (say, after Ctrl-Z)', () => {
+    const [read, write] = pipe();
+    libc.setNonBlocking(read);
+    writeMessage(write, scanReply);
+    expect(readMessage(read, { deadline: performance.now() - 1000, progressMs: 0 })).toEqual(scanReply);
+  });
+
+  it('waits on past the first deadline while the message keeps coming', async () => {
+    const [read, write] = pipe();
+    libc.setNonBlocking(read);
+    // A first byte at once, then the rest in five pieces 600 ms apart: 3 s in all, past
+    // the 2 s deadline for the first byte, never 10 s without one.
+    const frame = encodeFrame(scanReply);
+    const script = `
+      const fs = require('node:fs');
+      const frame = Buffer.from(process.argv[1], 'hex');
+      fs.writeSync(3, frame, 0, 1);
+      const step = Math.ceil((frame.length - 1) / 5);
+      for (let at = 1; at < frame.length; at += step) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600);
+        fs.writeSync(3, frame, at, Math.min(step, frame.length - at));
+      }`;
+    const writer = spawn(process.execPath, ['-e', script, frame.toString('hex')], {
+      stdio: ['ignore', 'inherit', 'inherit', write],
+    });
+    const exited = once(writer, 'exit');
+    expect(readMessage(read, { deadline: performance.now() + 2000, progressMs: 10_000 })).toEqual(scanReply);
+    expect((await exited)[0]).toBe(0);
   });
 
   it('gives up on a reply that does not come, or stops half-way', () => {
     const [read, write] = pipe();
     libc.setNonBlocking(read);
-    expect(() => readMessage(read, performance.now() + 50)).toThrow(DeadlineError);
+    expect(() => readMessage(read, { deadline: performance.now() + 50, progressMs: 50 })).toThrow(
+      DeadlineError,
+    );
     writeSync(write, encodeFrame(scanReply), 0, 6);
-    expect(() => readMessage(read, performance.now() + 50)).toThrow(DeadlineError);
+    expect(() => readMessage(read, { deadline: performance.now() + 50, progressMs: 50 })).toThrow(
+      DeadlineError,
+    );
   });
 
   it('still reports the end of the pipe as the end, not as a timeout', () => {
     const [read, write] = pipe();
     libc.setNonBlocking(read);
     closeOne(write);
-    expect(readMessage(read, performance.now() + 10_000)).toBeNull();
+    expect(readMessage(read, { deadline: performance.now() + 10_000, progressMs: 10_000 })).toBeNull();
   });
 
   it('gives up on a request nobody takes once the pipe is full', () => {
@@ -161,7 +203,9 @@ describe('frames with a deadline (the parent side: non-blocking ends)', () => {
     libc.setNonBlocking(write);
     // More than a default pipe holds (64 KiB), and nobody reading.
     const big = { ...scanReply, inode: new Float64Array(100_000) };
-    expect(() => writeMessage(write, big, performance.now() + 50)).toThrow(DeadlineError);
+    expect(() => writeMessage(write, big, { deadline: performance.now() + 50, progressMs: 50 })).toThrow(
+      DeadlineError,
+    );
   });
 
   it('grows a pipe on request, or says why not', () => {
