@@ -38,6 +38,8 @@ const c = {
   poll: libc.func('int poll(void *fds, unsigned long count, int timeout)'),
   // fcntl(2) is variadic; every command used here takes an int argument (see syscall3).
   fcntl: libc.func('int fcntl(int fd, int command, int argument)'),
+  // bpf(2) has no glibc wrapper: syscall(2), declared with the attribute union's pointer.
+  bpf: libc.func('long syscall(long number, long command, void *attr, long size)'),
 };
 
 function fail(call: string): never {
@@ -309,4 +311,24 @@ export const DIRENT64_NAME_OFFSET = 19;
 export function getdents64(fd: number, buffer: Uint8Array): number {
   const length = Number(getdents64Call(SYS_getdents64, fd, buffer, buffer.byteLength));
   return length < 0 ? -koffi.errno() : length;
+}
+
+const SYS_bpf = process.arch === 'x64' ? 321 : 280;
+
+/**
+ * bpf(2) with `command` and its `union bpf_attr` (the bytes a command uses, zero beyond):
+ * the result (a new fd for the commands used here), or the negated errno.
+ */
+export function bpf(command: number, attr: Uint8Array): number {
+  const result = Number(c.bpf(SYS_bpf, command, attr, attr.byteLength));
+  return result < 0 ? -koffi.errno() : result;
+}
+
+/**
+ * The address of `buffer`'s first byte, for a pointer field of a struct the kernel reads
+ * (bpf_attr's instructions, license, log). The buffer must stay referenced until the
+ * call returns; its bytes do not move (ArrayBuffer contents stay where they are).
+ */
+export function addressOf(buffer: Uint8Array): bigint {
+  return koffi.address(buffer) as bigint;
 }
