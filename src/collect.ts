@@ -8,6 +8,7 @@ import type { ScanReply } from './helper/protocol.js';
 import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
+import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './options/bpf-pass.js';
 import { plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
@@ -40,6 +41,13 @@ export interface CollectSettings {
    * always (tests), 'off' never. The output is the same either way.
    */
   parallel?: 'auto' | 'on' | 'off';
+  /**
+   * Read most TCP options in one pass of a BPF iterator before duplicating any socket
+   * (options/bpf-pass.ts): 'auto' (default) with the privilege to load it and at least
+   * BPF_MIN_TCP_SOCKETS TCP sockets, 'on' whatever their number (tests), 'off' never.
+   * The output is the same either way.
+   */
+  bpf?: 'auto' | 'on' | 'off';
   /** For tests: the helper's command line instead of Node running dist/helper/child.js. */
   helperCommand?: readonly string[];
   /** For tests: HELPER_PATIENCE_MS, how long past its due a helper may keep this process waiting. */
@@ -273,7 +281,7 @@ function startHelper(
   if (parallel === 'off' || settings.fdAccess !== undefined) return none;
   if (parallel === 'auto') {
     // Owners alone are not worth a helper; options are, when there are enough calls.
-    const calls = settings.options === false ? 0 : plainCallsPerSocket(settings.options);
+    const calls = settings.options === false ? 0 : plainCallsPerSocket(settings.options, bpfLikely(settings));
     if (!helperWorthwhile(procRoot, calls)) return none;
   }
   let helper: HelperProcess;
@@ -286,6 +294,38 @@ function startHelper(
   const pids = listProcessIds(procRoot);
   const cut = splitProcesses(procRoot, pids, PARENT_SCAN_SHARE);
   return { helper, ownPids: pids.slice(0, cut), helperPids: pids.slice(cut) };
+}
+
+/** Whether the BPF pass will probably settle most options (decided before the dump: see bpfPass). */
+function bpfLikely(settings: CollectSettings): boolean {
+  return (settings.bpf ?? 'auto') !== 'off' && settings.fdAccess === undefined && mayLoadBpf();
+}
+
+/**
+ * The BPF pass over the dump's TCP sockets where settings and host allow, or undefined;
+ * a pass that was tried and failed in a way the user can act on is a warning (a missing
+ * privilege or a kernel without BTF only means getsockopt reads everything, as before).
+ */
+function bpfPass(
+  settings: CollectSettings,
+  sockets: readonly SocketRecord[],
+  warnings: string[],
+): BpfPass | undefined {
+  const mode = settings.bpf ?? 'auto';
+  if (mode === 'off' || settings.fdAccess !== undefined || settings.options === false) return undefined;
+  if (mode === 'auto') {
+    let tcp = 0;
+    for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
+    if (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf()) return undefined;
+  }
+  const pass = runBpfPass(settings.options);
+  if (!(pass instanceof Error)) return pass;
+  const quiet =
+    (pass as NodeJS.ErrnoException).code === 'ENOENT' ||
+    (mode === 'auto' && (pass as { code?: string }).code === 'EPERM');
+  if (!quiet || mode === 'on')
+    warnings.push(`the BPF pass failed (${pass.message}); options were read with getsockopt instead`);
+  return undefined;
 }
 
 /** The helper's scan, in its order after this process's own: owners of wanted inodes only. */
@@ -308,6 +348,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const warnings: string[] = [];
   const wantOwners = settings.owners !== false || settings.options !== false;
   let helperUse: HelperUse = 'none';
+  let bpfUse: 'used' | 'none' = 'none';
   const helperFailed = (error: unknown): void => {
     if (helperUse === 'failed') return;
     helperUse = 'failed';
@@ -356,6 +397,8 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
         if (owners) s.processes = owners;
       }
       if (settings.options !== false) {
+        const pass = bpfPass(settings, sockets, warnings);
+        if (pass) bpfUse = 'used';
         sockets = readOptions(
           settings,
           procRoot,
@@ -364,10 +407,11 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
           warnings,
           helperUse === 'used' ? helper : undefined,
           helperFailed,
+          pass,
         );
       }
     }
-    return { sockets, source: enumerated.source, warnings, helper: helperUse };
+    return { sockets, source: enumerated.source, warnings, helper: helperUse, bpf: bpfUse };
   } finally {
     helper?.close();
   }
@@ -381,6 +425,7 @@ function readOptions(
   warnings: string[],
   helper: HelperProcess | undefined,
   helperFailed: (error: unknown) => void,
+  bpf: BpfPass | undefined,
 ): SocketRecord[] {
   const retagging = readRetaggingControllers(procRoot);
   const refuseDuplication =
@@ -388,6 +433,7 @@ function readOptions(
       ? undefined
       : `not read: this host has cgroup v1 ${retagging.join(' and ')} groups, and duplicating a socket (pidfd_getfd) would re-tag it with knetstat's own`;
   const reader = new OptionReader({
+    bpf,
     only: settings.options === false ? undefined : settings.options,
     access: settings.fdAccess,
     ioUring: settings.ioUring,

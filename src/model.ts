@@ -161,6 +161,8 @@ export interface Collection {
   warnings: string[];
   /** Whether a helper process did part of the scan and reads (see CollectSettings.parallel). */
   helper: HelperUse;
+  /** Whether a BPF iterator read most TCP options in one pass (see CollectSettings.bpf). */
+  bpf: 'used' | 'none';
 }
 
 /** 'used': a helper process did its share; 'failed': it was started but this process did its share. */

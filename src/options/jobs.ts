@@ -4,7 +4,9 @@
  * owners to try (with the pidfd already opened), the identity to check, and which of
  * its options the sock_diag reply already gave (those are not read again).
  */
+
 import type { Family, Protocol } from '../model.js';
+import { BPF_READABLE_TCP_OPTIONS } from './bpf-tcp.js';
 import { type OptionSpec, optionsFor, SOL_SOCKET } from './catalogue.js';
 
 /** Why the options of a socket are unknown. */
@@ -36,14 +38,32 @@ export const MAX_OPTIONS_PER_SOCKET = 63;
  * The system calls reading a connected TCP socket's options takes outside the io_uring
  * batch (pidfd_getfd, the batch itself, and each option at another level than
  * SOL_SOCKET that the dump does not give), for `only` or the whole catalogue: what a
- * helper process could take half of.
+ * helper process could take half of. With `bpf`, what the BPF pass leaves on a typical
+ * socket (none at all when it settles every option asked for).
  */
-export function plainCallsPerSocket(only: ReadonlySet<string> | undefined): number {
-  let calls = 2;
-  for (const o of optionsFor('tcp', 4, false))
-    if ((!only || only.has(o.name)) && o.level !== SOL_SOCKET && !o.sockDiag) calls++;
-  return calls;
+export function plainCallsPerSocket(only: ReadonlySet<string> | undefined, bpf = false): number {
+  let plain = 0;
+  let remaining = 0;
+  for (const o of optionsFor('tcp', 4, false)) {
+    if (only && !only.has(o.name)) continue;
+    if (o.sockDiag || (bpf && BPF_SETTLED.has(o.name))) continue;
+    remaining++;
+    if (o.level !== SOL_SOCKET) plain++;
+  }
+  // pidfd_getfd and the batch, where anything is left to read at all.
+  return remaining === 0 ? 0 : plain + 2;
 }
+
+/** Options the BPF pass settles on a typical TCP socket (at their defaults where it reads fields). */
+const BPF_SETTLED: ReadonlySet<string> = new Set([
+  ...BPF_READABLE_TCP_OPTIONS,
+  'SO_RCVTIMEO',
+  'SO_SNDTIMEO',
+  'SO_LINGER',
+  'SO_BUF_LOCK',
+  'TCP_FASTOPEN',
+  'TCP_DEFER_ACCEPT',
+]);
 
 /** Which spec list a socket uses: by protocol, family and whether it listens. */
 export function specKey(protocol: Protocol, family: Family, listening: boolean): number {

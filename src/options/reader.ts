@@ -11,6 +11,7 @@
 import { cutByWeight, type HelperProcess } from '../helper/parent.js';
 import { loadValues, type ReadReply } from '../helper/protocol.js';
 import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
+import type { BpfPass } from './bpf-pass.js';
 import type { OptionSpec, SockDiagSource } from './catalogue.js';
 import { directFdAccess, type FdAccess, libcFdAccess, PidfdTable } from './fd-access.js';
 import {
@@ -51,6 +52,8 @@ export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord):
 
 export interface OptionReadSummary {
   read: number;
+  /** Of those read, how many the dump and the BPF pass settled without a duplicate. */
+  byBpf: number;
   unreadable: Record<UnreadableReason, number>;
 }
 
@@ -63,6 +66,8 @@ export interface ReadOptionsSettings {
    * socket's options stay unknown with this reason, and pidfd_getfd is never called.
    */
   refuseDuplication?: string;
+  /** Values the BPF pass read (bpf-pass.ts): what it settles is not read again. */
+  bpf?: BpfPass;
   /** Batch SOL_SOCKET calls and closes in an io_uring where the kernel allows (default true; not with `access`). */
   ioUring?: boolean;
 }
@@ -80,6 +85,7 @@ export class OptionReader {
   private readonly access: FdAccess;
   private readonly only: ReadonlySet<string> | undefined;
   private readonly refuseDuplication: string | undefined;
+  private readonly bpf: BpfPass | undefined;
   private readonly ioUring: boolean;
   private readonly pidfds: PidfdTable;
   private readonly specs: SpecLists;
@@ -91,6 +97,7 @@ export class OptionReader {
   helperProblem: string | undefined;
   readonly summary: OptionReadSummary = {
     read: 0,
+    byBpf: 0,
     unreadable: {
       refused: 0,
       detached: 0,
@@ -108,6 +115,7 @@ export class OptionReader {
     this.access = settings.access ?? (this.ioUring ? libcFdAccess : directFdAccess);
     this.only = settings.only;
     this.refuseDuplication = settings.refuseDuplication;
+    this.bpf = settings.bpf;
     this.specs = new SpecLists(settings.only);
     this.rows = new RowReader(this.access, this.specs);
     this.pidfds = new PidfdTable(this.access);
@@ -274,24 +282,38 @@ export class OptionReader {
       );
       return false;
     }
+    const key = specKey(socket.protocol, socket.family, socket.state === 'LISTEN');
+    const specs = this.specs.get(key);
+    // What the dump and the BPF pass already give; a socket they settle entirely is never
+    // duplicated (so the cgroup re-tagging below cannot concern it either).
+    const record = this.bpf?.recordOf(socket) ?? -1;
+    const values = this.values;
+    let known = 0;
+    for (let i = 0; i < specs.length; i++) {
+      values[i] = this.knownValue(socket, specs[i] as OptionSpec, record);
+      if (values[i] !== undefined) known++;
+    }
+    if (known === specs.length) {
+      socket.options = this.optionsOf(specs, values);
+      delete socket.optionsError;
+      this.summary.read++;
+      this.summary.byBpf++;
+      return false;
+    }
     if (this.refuseDuplication !== undefined) {
       this.fail(socket, 'refused', this.refuseDuplication);
       return false;
     }
     const row = jobs.count++;
-    const key = specKey(socket.protocol, socket.family, socket.state === 'LISTEN');
-    const specs = this.specs.get(key);
     jobs.key[row] = key;
     jobs.inode[row] = socket.inode;
     if (socket.cookie !== null) {
       jobs.cookie[row] = BigInt(socket.cookie);
       jobs.hasCookie[row] = 1;
     }
-    for (let i = 0; i < specs.length; i++) {
-      const source = (specs[i] as OptionSpec).sockDiag;
-      if (source && valueFromSockDiag(source, socket) !== undefined)
+    for (let i = 0; i < specs.length; i++)
+      if (values[i] !== undefined)
         jobs.known[row * 2 + (i >> 5)] = (jobs.known[row * 2 + (i >> 5)] as number) | (1 << (i & 31));
-    }
     let o = jobs.ownerStart[row] as number;
     for (const owner of socket.processes) {
       jobs.ownerPid[o] = owner.pid;
@@ -316,15 +338,30 @@ export class OptionReader {
     read: ReadonlyArray<OptionValue | undefined>,
   ): SocketOptions {
     const specs = this.specs.get(jobs.key[row] as number);
+    const record = this.bpf?.recordOf(socket) ?? -1;
     const values = this.values;
-    let present = 0;
     for (let i = 0; i < specs.length; i++) {
-      const source = (specs[i] as OptionSpec).sockDiag;
-      const fromRow = read[i];
-      const value = source ? (valueFromSockDiag(source, socket) ?? fromRow) : fromRow;
-      values[i] = value;
-      if (value !== undefined) present++;
+      // null is a value (SO_LINGER off), not an absence: no ??.
+      const known = this.knownValue(socket, specs[i] as OptionSpec, record);
+      values[i] = known !== undefined ? known : read[i];
     }
+    return this.optionsOf(specs, values);
+  }
+
+  /** The value of option `spec` that the dump or the BPF pass (`record`, or -1) gives, if any. */
+  private knownValue(socket: SocketRecord, spec: OptionSpec, record: number): OptionValue | undefined {
+    const fromDump = spec.sockDiag ? valueFromSockDiag(spec.sockDiag, socket) : undefined;
+    if (fromDump !== undefined || record < 0 || this.bpf === undefined) return fromDump;
+    return this.bpf.value(record, spec);
+  }
+
+  /** An options object for `specs` with `values` (undefined: this kernel lacks the option). */
+  private optionsOf(
+    specs: readonly OptionSpec[],
+    values: ReadonlyArray<OptionValue | undefined>,
+  ): SocketOptions {
+    let present = 0;
+    for (let i = 0; i < specs.length; i++) if (values[i] !== undefined) present++;
     if (present === specs.length) {
       const options = { ...this.templateFor(specs) };
       for (let i = 0; i < specs.length; i++)

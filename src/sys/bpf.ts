@@ -189,8 +189,19 @@ export function loadIteratorProgram(program: Uint8Array, attachBtfId: number, na
   attr.write(name.slice(0, 15), 48, 'latin1');
   attr.writeUInt32LE(BPF_TRACE_ITER, 68);
   attr.writeUInt32LE(attachBtfId, 108);
-  return bpfCommand(BPF_PROG_LOAD, 'BPF_PROG_LOAD', attr, log);
+  // The verifier gives up with EAGAIN when a signal arrives while it works (a profiler's
+  // SIGPROF, a terminal's SIGWINCH): the same load is tried again, as libbpf does.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return bpfCommand(BPF_PROG_LOAD, 'BPF_PROG_LOAD', attr, log);
+    } catch (error) {
+      if (!(error instanceof BpfError && error.code === 'EAGAIN' && attempt < LOAD_ATTEMPTS)) throw error;
+      log.fill(0);
+    }
+  }
 }
+
+const LOAD_ATTEMPTS = 5;
 
 /**
  * Runs the iterator program `programFd` once over everything its iterator visits and

@@ -1,0 +1,112 @@
+/**
+ * The BPF pass: before any socket is duplicated, one iterator over the namespace's TCP
+ * sockets (bpf-tcp.ts) gives most option values directly. For each option of the
+ * catalogue this says whether the pass settles it for a given socket, and with what
+ * value — exactly what getsockopt would return and decodeOption make of it — or leaves
+ * it to getsockopt (undefined). A socket whose options the pass settles entirely is
+ * never duplicated at all.
+ *
+ * The fields stand in only where their meaning is exact: a receive or send timeout of
+ * MAX_SCHEDULE_TIMEOUT is getsockopt's {0, 0}, a clear SOCK_LINGER flag its l_onoff 0,
+ * SO_BUF_LOCK is sk_userlocks & 3, TCP_FASTOPEN fastopenq.max_qlen, and a zero
+ * rskq_defer_accept getsockopt's 0. Anything else (a timeout or linger time, which
+ * getsockopt converts from jiffies by the kernel's HZ; a deferral, which it converts
+ * from retransmissions) is left to getsockopt.
+ */
+import { readFileSync } from 'node:fs';
+import type { OptionValue, SocketRecord } from '../model.js';
+import { Btf } from '../sys/btf.js';
+import { BPF_READABLE_TCP_OPTIONS, readTcpOptions, type TcpOptionRecords } from './bpf-tcp.js';
+import type { OptionSpec } from './catalogue.js';
+
+const LONG_MAX = 0x7fffffffffffffffn;
+const SOCK_BUF_LOCK_MASK = 3n;
+
+/**
+ * Below this many TCP sockets the pass costs more than it saves: reading the kernel's
+ * BTF (about 5 MB) and loading the program take 40–60 ms, about what getsockopt needs
+ * for 4,000 sockets on the bench's VM.
+ */
+export const BPF_MIN_TCP_SOCKETS = 5000;
+
+const CAP_SYS_ADMIN = 21;
+const CAP_PERFMON = 38;
+const CAP_BPF = 39;
+
+/** Whether this process may load a tracing program: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN. */
+export function mayLoadBpf(): boolean {
+  try {
+    const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
+    if (match === null) return false;
+    const caps = BigInt(`0x${match[1]}`);
+    const has = (cap: number): boolean => ((caps >> BigInt(cap)) & 1n) === 1n;
+    return has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+  } catch {
+    return false;
+  }
+}
+
+export class BpfPass {
+  /** Index of each option in the records' list, by name. */
+  private readonly optionIndex = new Map<string, number>();
+
+  constructor(
+    private readonly records: TcpOptionRecords,
+    private readonly lingerBit: bigint,
+  ) {
+    records.optionNames.forEach((name, i) => {
+      this.optionIndex.set(name, i);
+    });
+  }
+
+  /** How many sockets the pass saw. */
+  get size(): number {
+    return this.records.size;
+  }
+
+  /** The socket's record, or -1 when the pass has none (not TCP, no cookie, not seen). */
+  recordOf(socket: SocketRecord): number {
+    if (socket.protocol !== 'tcp' || socket.cookie === null) return -1;
+    return this.records.find(socket.cookie);
+  }
+
+  /** The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it. */
+  value(record: number, spec: OptionSpec): OptionValue | undefined {
+    const r = this.records;
+    const i = this.optionIndex.get(spec.name);
+    if (i !== undefined) return r.option(record, i) ?? undefined;
+    switch (spec.name) {
+      case 'SO_RCVTIMEO':
+        return r.field(record, 'rcvtimeo') === LONG_MAX ? 0 : undefined;
+      case 'SO_SNDTIMEO':
+        return r.field(record, 'sndtimeo') === LONG_MAX ? 0 : undefined;
+      case 'SO_LINGER':
+        return (r.field(record, 'flags') & this.lingerBit) === 0n ? null : undefined;
+      case 'SO_BUF_LOCK':
+        return Number(r.field(record, 'userLocks') & SOCK_BUF_LOCK_MASK);
+      case 'TCP_FASTOPEN':
+        return Number(r.field(record, 'fastopenMaxQueue'));
+      case 'TCP_DEFER_ACCEPT':
+        return r.field(record, 'deferAccept') === 0n ? 0 : undefined;
+      default:
+        return undefined;
+    }
+  }
+}
+
+/**
+ * Runs the pass for the options in `only` (every option when undefined): the pass, or
+ * why there is none (no privilege, no BTF, a kernel that refuses the program). The
+ * caller reads every option with getsockopt then, as without the pass.
+ */
+export function runBpfPass(only: ReadonlySet<string> | undefined): BpfPass | Error {
+  if (!mayLoadBpf()) return new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
+  try {
+    const btf = Btf.kernel();
+    const names = BPF_READABLE_TCP_OPTIONS.filter((name) => !only || only.has(name));
+    const lingerBit = 1n << BigInt(btf.enumValue('sock_flags', 'SOCK_LINGER'));
+    return new BpfPass(readTcpOptions(btf, names), lingerBit);
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
