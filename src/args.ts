@@ -30,6 +30,8 @@ export interface CliRequest {
   watch: number | null;
   /** false with --no-helper: one process does all the work, whatever the host. */
   helper: boolean;
+  /** false with --no-bpf: every option is read with getsockopt, no BPF program is loaded. */
+  bpf: boolean;
 }
 
 const TABLE_ALIASES: Readonly<Record<string, TableName>> = {
@@ -68,6 +70,7 @@ export const CLI_FLAGS = {
   summary: { type: 'boolean' },
   watch: { type: 'boolean', short: 'w' },
   'no-helper': { type: 'boolean' },
+  'no-bpf': { type: 'boolean' },
 } as const;
 
 /** Flags that take a value, so that the value after them is never read as a flag. */
@@ -224,6 +227,7 @@ export function parseCliArguments(argv: readonly string[]): CliRequest {
     summary: values.summary ?? false,
     watch: values.watch ? (watch ?? DEFAULT_WATCH_SECONDS) : null,
     helper: !(values['no-helper'] ?? false),
+    bpf: !(values['no-bpf'] ?? false),
   };
   if (!request.help && !request.version) checkCombinations(request, values);
   return request;

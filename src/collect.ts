@@ -349,6 +349,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const wantOwners = settings.owners !== false || settings.options !== false;
   let helperUse: HelperUse = 'none';
   let bpfUse: 'used' | 'none' = 'none';
+  const settled = { count: 0 };
   const helperFailed = (error: unknown): void => {
     if (helperUse === 'failed') return;
     helperUse = 'failed';
@@ -408,10 +409,18 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
           helperUse === 'used' ? helper : undefined,
           helperFailed,
           pass,
+          settled,
         );
       }
     }
-    return { sockets, source: enumerated.source, warnings, helper: helperUse, bpf: bpfUse };
+    return {
+      sockets,
+      source: enumerated.source,
+      warnings,
+      helper: helperUse,
+      bpf: bpfUse,
+      settledWithoutDuplicate: settled.count,
+    };
   } finally {
     helper?.close();
   }
@@ -426,6 +435,7 @@ function readOptions(
   helper: HelperProcess | undefined,
   helperFailed: (error: unknown) => void,
   bpf: BpfPass | undefined,
+  settled: { count: number },
 ): SocketRecord[] {
   const retagging = readRetaggingControllers(procRoot);
   const refuseDuplication =
@@ -447,6 +457,7 @@ function readOptions(
     reader.close();
   }
   if (reader.helperProblem !== undefined) helperFailed(new Error(reader.helperProblem));
+  settled.count = reader.summary.byBpf;
   const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
   if (warning) warnings.push(warning);
   return kept;

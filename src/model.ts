@@ -163,6 +163,8 @@ export interface Collection {
   helper: HelperUse;
   /** Whether a BPF iterator read most TCP options in one pass (see CollectSettings.bpf). */
   bpf: 'used' | 'none';
+  /** How many sockets' options the sock_diag dump and the BPF pass settled with no duplicate made. */
+  settledWithoutDuplicate: number;
 }
 
 /** 'used': a helper process did its share; 'failed': it was started but this process did its share. */

@@ -36,6 +36,7 @@ export function collectSettingsFor(request: CliRequest): CollectSettings {
     source: request.source,
     options,
     parallel: request.helper ? 'auto' : 'off',
+    bpf: request.bpf ? 'auto' : 'off',
   };
 }
 

@@ -84,6 +84,11 @@ function layoutFor(btf: Btf, optionNames: readonly string[]): Layout {
   return { options, fields, size: Math.ceil(at / 8) * 8 };
 }
 
+/** The iter/tcp program for `optionNames` on the kernel `btf` describes (tests read it). */
+export function tcpProgram(btf: Btf, optionNames: readonly string[]): Uint8Array {
+  return assemble(layoutFor(btf, optionNames));
+}
+
 /** The iter/tcp program for `layout` (see the header for what it writes). */
 function assemble(layout: Layout): Uint8Array {
   const a = new Assembler();

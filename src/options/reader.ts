@@ -52,7 +52,7 @@ export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord):
 
 export interface OptionReadSummary {
   read: number;
-  /** Of those read, how many the dump and the BPF pass settled without a duplicate. */
+  /** Of those read, how many the dump and the BPF pass settled with no duplicate made. */
   byBpf: number;
   unreadable: Record<UnreadableReason, number>;
 }

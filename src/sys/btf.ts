@@ -118,6 +118,7 @@ export class Btf {
       starts[count++] = this.typesStart + word * 4;
       const info = words[word + 1] as number;
       word += 3 + extraSize((info >>> 24) & 0x1f, info & 0xffff) / 4;
+      if (word > words.length) throw new ProtocolError('a BTF type record is cut short');
     }
     this.starts = starts.subarray(0, count);
   }

@@ -133,10 +133,18 @@ export class SocketChild {
    * The library's collectSockets (dist/) run in the child's network namespace, for tests
    * that check the library and not only the CLI.
    */
-  collect(settings: Json = {}): Collection {
+  collect(settings: Json = {}, options: { wrap?: string[] } = {}): Collection {
     const stdout = execFileSync(
       'nsenter',
-      ['-t', String(this.pid), '-n', process.execPath, COLLECT_IN_NETNS, JSON.stringify(settings)],
+      [
+        '-t',
+        String(this.pid),
+        '-n',
+        ...(options.wrap ?? []),
+        process.execPath,
+        COLLECT_IN_NETNS,
+        JSON.stringify(settings),
+      ],
       // A collection that hangs fails its test rather than the whole run.
       { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
     );

@@ -84,4 +84,11 @@ describe('parseCliArguments', () => {
     expect(single.json).toBe(true);
     expect(collectSettingsFor(single).parallel).toBe('off');
   });
+  it('lets the BPF pass run unless --no-bpf, and tells the collection so', () => {
+    expect(parseCliArguments([]).bpf).toBe(true);
+    expect(collectSettingsFor(parseCliArguments([])).bpf).toBe('auto');
+    const plain = parseCliArguments(['--no-bpf', '-p']);
+    expect(plain.bpf).toBe(false);
+    expect(collectSettingsFor(plain).bpf).toBe('off');
+  });
 });

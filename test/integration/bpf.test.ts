@@ -1,0 +1,185 @@
+/**
+ * The BPF pass: a collection that reads most TCP options with a BPF iterator gives
+ * exactly what one that duplicates every socket gives — for options at their defaults,
+ * which the pass settles, and for the ones it leaves to getsockopt (a linger time, a
+ * timeout, a deferral) — and one that may not load BPF reads everything the old way.
+ */
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Collection, SocketRecord } from '../../src/model.js';
+import { mayLoadBpf } from '../../src/options/bpf-pass.js';
+import { KERNEL_BTF } from '../../src/sys/btf.js';
+import { netnsUnavailableReason, SocketChild } from '../helpers/netns.js';
+
+const SOL_SOCKET = 1;
+const SOL_TCP = 6;
+const SO_REUSEADDR = 2;
+const SO_KEEPALIVE = 9;
+const SO_RCVBUF = 8;
+const SO_LINGER = 13;
+const SO_RCVTIMEO = 66;
+const SO_SNDTIMEO = 67;
+const TCP_NODELAY = 1;
+const TCP_KEEPIDLE = 4;
+const TCP_KEEPINTVL = 5;
+const TCP_KEEPCNT = 6;
+const TCP_DEFER_ACCEPT = 9;
+const TCP_USER_TIMEOUT = 18;
+const TCP_FASTOPEN = 23;
+
+function reason(): string | null {
+  const netns = netnsUnavailableReason();
+  if (netns) return netns;
+  if (!existsSync(KERNEL_BTF)) return `no kernel BTF (${KERNEL_BTF})`;
+  if (!mayLoadBpf()) return 'needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN';
+  return null;
+}
+const skip = reason();
+
+/** What must not depend on how it was read (SO_INCOMING_CPU may change between reads). */
+function essentials(collection: Collection) {
+  return collection.sockets.map((s: SocketRecord) => {
+    const { SO_INCOMING_CPU: _cpu, ...options } = s.options ?? {};
+    return {
+      table: `${s.protocol}${s.family}`,
+      state: s.state,
+      local: s.local,
+      remote: s.remote,
+      processes: s.processes,
+      options: s.options ? options : null,
+      // Key order too: the JSON output shows options in the catalogue's order.
+      order: s.options ? Object.keys(options) : null,
+      optionsError: s.optionsError,
+    };
+  });
+}
+
+const KNETSTAT_SET = [
+  'SO_REUSEADDR',
+  'SO_REUSEPORT',
+  'SO_KEEPALIVE',
+  'TCP_KEEPIDLE',
+  'TCP_KEEPCNT',
+  'TCP_KEEPINTVL',
+  'TCP_USER_TIMEOUT',
+  'SO_BUF_LOCK',
+  'SO_RCVBUF',
+  'SO_SNDBUF',
+  'SO_RCVTIMEO',
+  'SO_SNDTIMEO',
+  'SO_LINGER',
+  'TCP_NODELAY',
+  'TCP_FASTOPEN',
+  'TCP_DEFER_ACCEPT',
+  'SO_BROADCAST',
+];
+
+describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let child: SocketChild;
+
+  beforeAll(async () => {
+    child = await SocketChild.start();
+    // Defaults everywhere, and each option the pass reads through a field set away from
+    // its default, so that both ways of settling a value are compared.
+    await child.run({
+      op: 'listen',
+      id: 'L',
+      options: [
+        [SOL_SOCKET, SO_REUSEADDR, 1],
+        [SOL_TCP, TCP_DEFER_ACCEPT, 5],
+        [SOL_TCP, TCP_FASTOPEN, 16],
+      ],
+    });
+    await child.run({
+      op: 'connect',
+      id: 'C',
+      to: 'L',
+      accept_as: 'A',
+      options: [
+        [SOL_SOCKET, SO_KEEPALIVE, 1],
+        [SOL_TCP, TCP_KEEPIDLE, 77],
+        [SOL_TCP, TCP_KEEPINTVL, 11],
+        [SOL_TCP, TCP_KEEPCNT, 4],
+        [SOL_TCP, TCP_USER_TIMEOUT, 1234],
+        [SOL_TCP, TCP_NODELAY, 1],
+        [SOL_SOCKET, SO_RCVBUF, 65536],
+      ],
+      accept_options: [
+        [SOL_SOCKET, SO_LINGER, ['linger', 1, 3]],
+        [SOL_SOCKET, SO_RCVTIMEO, ['timeval', 2, 500000]],
+        [SOL_SOCKET, SO_SNDTIMEO, ['timeval', 0, 1]],
+      ],
+    });
+    // Linger switched off again: l_linger stays, the flag is what counts.
+    await child.run({
+      op: 'listen',
+      id: 'Loff',
+      options: [
+        [SOL_SOCKET, SO_LINGER, ['linger', 1, 9]],
+        [SOL_SOCKET, SO_LINGER, ['linger', 0, 9]],
+      ],
+    });
+    await child.run({ op: 'listen', id: 'L6', family: 6, address: '::1' });
+    await child.run({ op: 'udp', id: 'U', options: [[SOL_SOCKET, 6, 1]] }); // SO_BROADCAST
+    await child.run({ op: 'listen_many', count: 30, prefix: 'm' });
+  });
+
+  afterAll(async () => {
+    await child?.stop();
+  });
+
+  for (const [what, options] of [
+    ['the whole catalogue', undefined],
+    ["the module's options", KNETSTAT_SET],
+  ] as const) {
+    it(`reads ${what} exactly as duplicating every socket does`, () => {
+      const settings = options ? { options } : {};
+      const alone = child.collect({ ...settings, bpf: 'off' });
+      const pass = child.collect({ ...settings, bpf: 'on' });
+      expect(alone.bpf).toBe('none');
+      expect(pass.bpf).toBe('used');
+      // Most sockets were settled by the pass alone; the two with a linger time and
+      // timeouts (A) or a deferral (L) were duplicated and read.
+      const tcp = pass.sockets.filter((s) => s.protocol === 'tcp' && s.options !== null).length;
+      expect(alone.settledWithoutDuplicate).toBe(0);
+      if (options) expect(pass.settledWithoutDuplicate).toBe(tcp - 2);
+      else expect(pass.settledWithoutDuplicate).toBe(0); // the catalogue has options it cannot read
+      expect(pass.warnings).toEqual(alone.warnings);
+      expect(essentials(pass)).toEqual(essentials(alone));
+      // The values set above are there, read one way or the other.
+      const accepted = pass.sockets.find(
+        (s) => s.state === 'ESTABLISHED' && s.options?.SO_LINGER === 3 && s.options?.SO_RCVTIMEO === 2500,
+      );
+      expect(accepted?.options?.SO_SNDTIMEO).toBeGreaterThan(0);
+      const client = pass.sockets.find((s) => s.options?.TCP_KEEPIDLE === 77);
+      expect(client?.options).toMatchObject({
+        SO_KEEPALIVE: 1,
+        TCP_KEEPINTVL: 11,
+        TCP_KEEPCNT: 4,
+        TCP_USER_TIMEOUT: 1234,
+        TCP_NODELAY: 1,
+        SO_BUF_LOCK: 2,
+      });
+      const listeners = pass.sockets.filter((s) => s.state === 'LISTEN' && s.protocol === 'tcp');
+      expect(
+        listeners.some((s) => s.options?.TCP_FASTOPEN === 16 && (s.options?.TCP_DEFER_ACCEPT as number) > 0),
+      ).toBe(true);
+    });
+  }
+
+  it('leaves everything to getsockopt, and says why, where it may not load a program', () => {
+    // The same collection without CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the rest kept:
+    // duplicating still works).
+    const wrap = [
+      'setpriv',
+      '--inh-caps=-sys_admin,-bpf,-perfmon',
+      '--bounding-set=-sys_admin,-bpf,-perfmon',
+      '--',
+    ];
+    const refused = child.collect({ options: KNETSTAT_SET, bpf: 'on' }, { wrap });
+    expect(refused.bpf).toBe('none');
+    expect(refused.warnings).toContainEqual(expect.stringMatching(/BPF pass failed \(needs CAP_BPF/));
+    const alone = child.collect({ options: KNETSTAT_SET, bpf: 'off' });
+    expect(essentials(refused)).toEqual(essentials(alone));
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * The pieces of the BPF pass that need no kernel: the assembler's encoding (checked
+ * against the instruction set's documented bytes), the BTF reader on a BTF built here
+ * byte by byte (anonymous members, nested paths, bitfields, broken input), and what the
+ * pass leaves to getsockopt.
+ */
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { BPF_READABLE_TCP_OPTIONS, tcpProgram } from '../../src/options/bpf-tcp.js';
+import { OPTION_CATALOGUE } from '../../src/options/catalogue.js';
+import { optionsNeeded } from '../../src/options/display.js';
+import { plainCallsPerSocket } from '../../src/options/jobs.js';
+import { Assembler, Helper } from '../../src/sys/bpf.js';
+import { Btf, BtfKind, KERNEL_BTF } from '../../src/sys/btf.js';
+import { ProtocolError } from '../../src/sys/errors.js';
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex').match(/.{16}/g);
+
+describe('the assembler', () => {
+  it('encodes each instruction as the BPF instruction set defines it', () => {
+    const a = new Assembler();
+    const skip = a.label();
+    a.move(6, 1)
+      .load(8, 7, 6, 0)
+      .jumpIfEqual(1, 0, skip)
+      .store(4, 10, -8, 0)
+      .storeImmediate(8, 10, -16, 0)
+      .bind(skip)
+      .load(1, 1, 8, 243)
+      .store(1, 10, -1, 1)
+      .moveImmediate(2, 6)
+      .addImmediate(4, -24)
+      .call(Helper.getSocketCookie)
+      .exit();
+    expect(hex(a.bytes())).toEqual([
+      'bf16000000000000', // r6 = r1
+      '7967000000000000', // r7 = *(u64 *)(r6 + 0)
+      '1501020000000000', // if r1 == 0 goto +2
+      '630af8ff00000000', // *(u32 *)(r10 - 8) = r0
+      '7a0af0ff00000000', // *(u64 *)(r10 - 16) = 0
+      '7181f30000000000', // r1 = *(u8 *)(r8 + 243)
+      '731affff00000000', // *(u8 *)(r10 - 1) = r1
+      'b702000006000000', // r2 = 6
+      '07040000e8ffffff', // r4 += -24
+      '850000002e000000', // call 46
+      '9500000000000000', // exit
+    ]);
+  });
+});
+
+/** A small BTF, written the way the kernel lays it out (little-endian host). */
+function buildBtf(): Buffer {
+  const names = ['', 'int', 'long', 'inner', 'a', 'b', 'x', 'in', 'outer', 'head', 'tail', 'outer_t'];
+  names.push('flags', 'F_A', 'F_B', 'bpf_iter_x', 'bits', 'bf');
+  const offsets = new Map<string, number>();
+  let size = 0;
+  for (const name of names) {
+    offsets.set(name, size);
+    size += Buffer.byteLength(name) + 1;
+  }
+  const strings = Buffer.concat(names.map((n) => Buffer.from(`${n}\0`)));
+  const words: number[] = [];
+  const n = (name: string) => offsets.get(name) as number;
+  const type = (name: string, kind: number, vlen: number, sizeOrType: number, flag = false) =>
+    words.push(n(name), ((flag ? 1 : 0) << 31) | (kind << 24) | vlen, sizeOrType);
+  type('int', BtfKind.Int, 0, 4); // 1
+  words.push(32);
+  type('long', BtfKind.Int, 0, 8); // 2
+  words.push(64);
+  type('inner', BtfKind.Struct, 2, 16); // 3
+  words.push(n('a'), 1, 0, n('b'), 2, 64);
+  type('', BtfKind.Union, 2, 16); // 4
+  words.push(n('x'), 1, 0, n('in'), 3, 0);
+  type('outer', BtfKind.Struct, 3, 48); // 5
+  words.push(n('head'), 1, 0, 0, 4, 64, n('tail'), 3, 256);
+  type('outer_t', BtfKind.Typedef, 0, 5); // 6
+  type('flags', BtfKind.Enum, 2, 4); // 7
+  words.push(n('F_A'), 0, n('F_B'), 4);
+  type('', BtfKind.FunctionPrototype, 0, 1); // 8
+  type('bpf_iter_x', BtfKind.Function, 0, 8); // 9
+  type('bits', BtfKind.Struct, 1, 4, true); // 10: a 3-bit field at bit 5
+  words.push(n('bf'), 1, (3 << 24) | 5);
+  const types = Buffer.alloc(words.length * 4);
+  words.forEach((w, i) => {
+    types.writeUInt32LE(w >>> 0, i * 4);
+  });
+  const header = Buffer.alloc(24);
+  header.writeUInt16LE(0xeb9f, 0);
+  header.writeUInt8(1, 2);
+  header.writeUInt32LE(24, 4);
+  header.writeUInt32LE(0, 8);
+  header.writeUInt32LE(types.length, 12);
+  header.writeUInt32LE(types.length, 16);
+  header.writeUInt32LE(strings.length, 20);
+  return Buffer.concat([header, types, strings]);
+}
+
+describe('the BTF reader', () => {
+  const btf = Btf.parse(buildBtf());
+
+  it('finds types by name and kind', () => {
+    expect(btf.typeCount).toBe(10);
+    expect(btf.find('bpf_iter_x', BtfKind.Function)).toBe(9);
+    expect(btf.find('outer', BtfKind.Struct)).toBe(5);
+    expect(btf.name(3)).toBe('inner');
+    expect(() => btf.find('outer', BtfKind.Function)).toThrow(/no function outer/);
+    expect(() => btf.find('missing', BtfKind.Struct)).toThrow(ProtocolError);
+  });
+
+  it('places fields by path, through anonymous unions and nested structs', () => {
+    expect(btf.field('outer', ['head'])).toEqual({ offset: 0, size: 4 });
+    expect(btf.field('outer', ['x'])).toEqual({ offset: 8, size: 4 });
+    expect(btf.field('outer', ['in', 'b'])).toEqual({ offset: 16, size: 8 });
+    expect(btf.field('outer', ['tail'])).toEqual({ offset: 32, size: 16 });
+    expect(btf.field('outer', ['tail', 'b'])).toEqual({ offset: 40, size: 8 });
+    expect(() => btf.field('outer', ['tail', 'nope'])).toThrow(/has no tail.nope/);
+    expect(() => btf.field('bits', ['bf'])).toThrow(/bitfield/);
+  });
+
+  it('reads enumerators', () => {
+    expect(btf.enumValue('flags', 'F_B')).toBe(4);
+    expect(() => btf.enumValue('flags', 'F_C')).toThrow(/no F_C/);
+  });
+
+  it('refuses what is not BTF, or is cut short', () => {
+    const bytes = buildBtf();
+    const wrongMagic = Buffer.from(bytes);
+    wrongMagic.writeUInt16LE(0x1234, 0);
+    expect(() => Btf.parse(wrongMagic)).toThrow(/not BTF/);
+    expect(() => Btf.parse(bytes.subarray(0, 10))).toThrow(/shorter than its header/);
+    expect(() => Btf.parse(bytes.subarray(0, bytes.length - 5))).toThrow(/past its end/);
+    const lying = Buffer.from(bytes);
+    lying.writeUInt32LE(lying.readUInt32LE(12) - 4, 12); // the last record loses a word
+    expect(() => Btf.parse(lying)).toThrow(ProtocolError);
+  });
+
+  it.skipIf(!existsSync(KERNEL_BTF))("reads this kernel's BTF (skipped where it has none)", () => {
+    const kernel = Btf.kernel();
+    expect(kernel.kind(kernel.find('bpf_iter_tcp', BtfKind.Function))).toBe(BtfKind.Function);
+    expect(kernel.field('tcp_sock', ['inet_conn', 'icsk_accept_queue', 'rskq_defer_accept']).size).toBe(1);
+    expect(kernel.field('sock', ['sk_rcvtimeo']).size).toBe(8);
+    expect(kernel.enumValue('sock_flags', 'SOCK_LINGER')).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('what the BPF pass leaves to getsockopt', () => {
+  it("is nothing for the module's options, and part of the catalogue", () => {
+    const knetstat = optionsNeeded({ kind: 'knetstat' });
+    expect(plainCallsPerSocket(knetstat)).toBe(8);
+    expect(plainCallsPerSocket(knetstat, true)).toBe(0);
+    const all = plainCallsPerSocket(undefined);
+    const left = plainCallsPerSocket(undefined, true);
+    expect(left).toBeGreaterThan(2);
+    expect(left).toBeLessThan(all);
+  });
+});
+
+describe.skipIf(!existsSync(KERNEL_BTF))('the iter/tcp program (skipped without kernel BTF)', () => {
+  it('calls only its four helpers, and bpf_getsockopt only with options of the catalogue', () => {
+    const program = tcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
+    const helpers = new Set<number>();
+    const asked: string[] = [];
+    // The registers' last immediate values, to see what each bpf_getsockopt is asked.
+    const immediate = new Map<number, number>();
+    for (let at = 0; at < program.length; at += 8) {
+      const opcode = program[at] as number;
+      const dst = (program[at + 1] as number) & 0x0f;
+      const value = Buffer.from(program.buffer, program.byteOffset + at + 4, 4).readInt32LE(0);
+      if (opcode === 0xb7) immediate.set(dst, value);
+      if (opcode === 0x85) {
+        helpers.add(value);
+        if (value === Helper.getsockopt) asked.push(`${immediate.get(2)}/${immediate.get(3)}`);
+      }
+    }
+    expect([...helpers].sort((a, b) => a - b)).toEqual(
+      [Helper.getSocketCookie, Helper.getsockopt, Helper.seqWrite, Helper.skcToTcpSock].sort((a, b) => a - b),
+    );
+    const catalogue = new Map(
+      OPTION_CATALOGUE.filter((o) => o.protocols.includes('tcp')).map((o) => [
+        `${o.level}/${o.optname}`,
+        o.name,
+      ]),
+    );
+    expect(asked.map((pair) => catalogue.get(pair))).toEqual(BPF_READABLE_TCP_OPTIONS);
+  });
+});
