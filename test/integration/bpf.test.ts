@@ -167,6 +167,14 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
     });
   }
 
+  it('hands the helper process only what the pass left, with the same result', () => {
+    const alone = child.collect({ bpf: 'off', parallel: 'off' });
+    const both = child.collect({ bpf: 'on', parallel: 'on' });
+    expect(both.bpf).toBe('used');
+    expect(both.helper).toBe('used');
+    expect(essentials(both)).toEqual(essentials(alone));
+  });
+
   it('leaves everything to getsockopt, and says why, where it may not load a program', () => {
     // The same collection without CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the rest kept:
     // duplicating still works).
