@@ -2,20 +2,21 @@
  * The pipeline: enumerate (sock_diag, or /proc/net as a fallback) → attribute owners
  * (/proc/PID/fd) → read options (pidfd_getfd + getsockopt) → derive Diag.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { HelperProcess, helperWorthwhile, splitProcesses } from './helper/parent.js';
 import type { ScanReply } from './helper/protocol.js';
 import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
 import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './options/bpf-pass.js';
-import { plainCallsPerSocket } from './options/jobs.js';
+import { BPF_SETTLED, plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
 import { addOwner, listProcessIds, type OwnerScan, scanProcesses } from './procfs/owners.js';
 import { deriveDiag, stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
+import { KERNEL_BTF } from './sys/btf.js';
 import { SystemCallError } from './sys/errors.js';
 
 export interface CollectSettings {
@@ -298,7 +299,21 @@ function startHelper(
 
 /** Whether the BPF pass will probably settle most options (decided before the dump: see bpfPass). */
 function bpfLikely(settings: CollectSettings): boolean {
-  return (settings.bpf ?? 'auto') !== 'off' && settings.fdAccess === undefined && mayLoadBpf();
+  return (
+    (settings.bpf ?? 'auto') !== 'off' &&
+    settings.fdAccess === undefined &&
+    bpfCanSettle(settings.options) &&
+    existsSync(KERNEL_BTF) &&
+    mayLoadBpf()
+  );
+}
+
+/** Whether the pass can settle any of the options asked for (for `-o IP_TTL` it cannot). */
+function bpfCanSettle(only: ReadonlySet<string> | false | undefined): boolean {
+  if (only === false) return false;
+  if (only === undefined) return true;
+  for (const name of only) if (BPF_SETTLED.has(name)) return true;
+  return false;
 }
 
 /**
@@ -312,13 +327,15 @@ function bpfPass(
   warnings: string[],
 ): BpfPass | undefined {
   const mode = settings.bpf ?? 'auto';
-  if (mode === 'off' || settings.fdAccess !== undefined || settings.options === false) return undefined;
+  const only = settings.options;
+  if (mode === 'off' || settings.fdAccess !== undefined || only === false || !bpfCanSettle(only))
+    return undefined;
   if (mode === 'auto') {
     let tcp = 0;
     for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
     if (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf()) return undefined;
   }
-  const pass = runBpfPass(settings.options);
+  const pass = runBpfPass(only);
   if (!(pass instanceof Error)) return pass;
   const quiet =
     (pass as NodeJS.ErrnoException).code === 'ENOENT' ||

@@ -55,7 +55,7 @@ export function plainCallsPerSocket(only: ReadonlySet<string> | undefined, bpf =
 }
 
 /** Options the BPF pass settles on a typical TCP socket (at their defaults where it reads fields). */
-const BPF_SETTLED: ReadonlySet<string> = new Set([
+export const BPF_SETTLED: ReadonlySet<string> = new Set([
   ...BPF_READABLE_TCP_OPTIONS,
   'SO_RCVTIMEO',
   'SO_SNDTIMEO',

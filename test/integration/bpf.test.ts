@@ -175,6 +175,12 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
     expect(essentials(both)).toEqual(essentials(alone));
   });
 
+  it('is not loaded for options it cannot settle', () => {
+    const collection = child.collect({ options: ['IP_TTL', 'TCP_CONGESTION'], bpf: 'on' });
+    expect(collection.bpf).toBe('none');
+    expect(collection.warnings).toEqual([]);
+  });
+
   it('leaves everything to getsockopt, and says why, where it may not load a program', () => {
     // The same collection without CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (the rest kept:
     // duplicating still works).
