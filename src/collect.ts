@@ -3,7 +3,7 @@
  * (/proc/PID/fd) → read options (pidfd_getfd + getsockopt) → derive Diag.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { HelperProcess, helperWorthwhile, splitProcesses } from './helper/parent.js';
+import { HelperProcess, helperWorthwhile, mayInspectAnyProcess, splitProcesses } from './helper/parent.js';
 import type { ScanReply } from './helper/protocol.js';
 import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
@@ -17,7 +17,7 @@ import { parseProcNetTable, procNetPath } from './procfs/net.js';
 import { addOwner, listProcessIds, type OwnerScan, scanProcesses } from './procfs/owners.js';
 import { deriveDiag, stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
 import { KERNEL_BTF } from './sys/btf.js';
-import { SystemCallError } from './sys/errors.js';
+import { ProtocolError, SystemCallError } from './sys/errors.js';
 
 export interface CollectSettings {
   /** Which tables; default all four, in the order tcp, tcp6, udp, udp6. */
@@ -317,29 +317,34 @@ function bpfCanSettle(only: ReadonlySet<string> | false | undefined): boolean {
 }
 
 /**
- * The BPF pass over the dump's TCP sockets where settings and host allow, or undefined;
- * a pass that was tried and failed in a way the user can act on is a warning (a missing
- * privilege or a kernel without BTF only means getsockopt reads everything, as before).
+ * The BPF pass over the dump's TCP sockets where settings and host allow, or undefined.
+ * It settles a socket only where knetstat could have duplicated it (see OptionReader),
+ * so it runs only where this process may inspect any process. In 'auto', a pass that
+ * could not run for want of privilege, BTF, or a field in the kernel's types is silent
+ * (getsockopt reads everything, as before); any other failure, or any failure of a pass
+ * asked for with 'on', is a warning.
  */
 function bpfPass(
   settings: CollectSettings,
+  source: Source,
   sockets: readonly SocketRecord[],
   warnings: string[],
 ): BpfPass | undefined {
   const mode = settings.bpf ?? 'auto';
   const only = settings.options;
-  if (mode === 'off' || settings.fdAccess !== undefined || only === false || !bpfCanSettle(only))
+  // Sockets from /proc/net have no cookie to find their records by.
+  if (mode === 'off' || settings.fdAccess !== undefined || source === 'proc' || only === false)
     return undefined;
+  if (!bpfCanSettle(only)) return undefined;
   if (mode === 'auto') {
     let tcp = 0;
     for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
-    if (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf()) return undefined;
+    if (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()) return undefined;
   }
   const pass = runBpfPass(only);
   if (!(pass instanceof Error)) return pass;
-  const quiet =
-    (pass as NodeJS.ErrnoException).code === 'ENOENT' ||
-    (mode === 'auto' && (pass as { code?: string }).code === 'EPERM');
+  const code = (pass as { code?: unknown }).code;
+  const quiet = code === 'ENOENT' || code === 'EPERM' || pass instanceof ProtocolError;
   if (!quiet || mode === 'on')
     warnings.push(`the BPF pass failed (${pass.message}); options were read with getsockopt instead`);
   return undefined;
@@ -415,7 +420,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
         if (owners) s.processes = owners;
       }
       if (settings.options !== false) {
-        const pass = bpfPass(settings, sockets, warnings);
+        const pass = bpfPass(settings, enumerated.source, sockets, warnings);
         if (pass) bpfUse = 'used';
         sockets = readOptions(
           settings,
@@ -474,7 +479,7 @@ function readOptions(
     reader.close();
   }
   if (reader.helperProblem !== undefined) helperFailed(new Error(reader.helperProblem));
-  settled.count = reader.summary.byBpf;
+  settled.count = reader.summary.settledWithoutDuplicate;
   const warning = optionsWarning(reader.summary, scan.unreadableProcesses);
   if (warning) warnings.push(warning);
   return kept;

@@ -291,16 +291,24 @@ const CAP_SYS_PTRACE = 19;
  * container's default set) is in that case too.
  */
 export function mayInspectAnyProcess(): boolean {
+  // Yama's scope 3 forbids ptrace access to everyone, CAP_SYS_PTRACE or not.
+  if (yamaScope() === '3') return false;
   try {
     const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
     if (match !== null && ((BigInt(`0x${match[1]}`) >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n) return true;
   } catch {
     return false;
   }
+  const scope = yamaScope();
+  // No Yama: same-user processes are reachable from anywhere.
+  return scope === undefined || scope === '0';
+}
+
+function yamaScope(): string | undefined {
   try {
-    return readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'latin1').trim() === '0';
+    return readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'latin1').trim();
   } catch {
-    return true; // no Yama: same-user processes are reachable from anywhere
+    return undefined;
   }
 }
 

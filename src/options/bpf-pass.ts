@@ -16,8 +16,14 @@
 import { readFileSync } from 'node:fs';
 import type { OptionValue, SocketRecord } from '../model.js';
 import { Btf } from '../sys/btf.js';
-import { BPF_READABLE_TCP_OPTIONS, readTcpOptions, type TcpOptionRecords } from './bpf-tcp.js';
-import type { OptionSpec } from './catalogue.js';
+import * as libc from '../sys/libc.js';
+import {
+  type PreparedTcpProgram,
+  prepareTcpProgram,
+  runTcpProgram,
+  type TcpOptionRecords,
+} from './bpf-tcp.js';
+import { BPF_READABLE_TCP_OPTIONS, type OptionSpec, SOL_SOCKET } from './catalogue.js';
 
 const LONG_MAX = 0x7fffffffffffffffn;
 const SOCK_BUF_LOCK_MASK = 3n;
@@ -53,6 +59,8 @@ export class BpfPass {
   constructor(
     private readonly records: TcpOptionRecords,
     private readonly lingerBit: bigint,
+    /** Whether getsockopt knows SO_BUF_LOCK here (Linux 5.14+): where not, neither may the pass. */
+    private readonly bufLock: boolean,
   ) {
     records.optionNames.forEach((name, i) => {
       this.optionIndex.set(name, i);
@@ -83,7 +91,7 @@ export class BpfPass {
       case 'SO_LINGER':
         return (r.field(record, 'flags') & this.lingerBit) === 0n ? null : undefined;
       case 'SO_BUF_LOCK':
-        return Number(r.field(record, 'userLocks') & SOCK_BUF_LOCK_MASK);
+        return this.bufLock ? Number(r.field(record, 'userLocks') & SOCK_BUF_LOCK_MASK) : undefined;
       case 'TCP_FASTOPEN':
         return Number(r.field(record, 'fastopenMaxQueue'));
       case 'TCP_DEFER_ACCEPT':
@@ -94,18 +102,59 @@ export class BpfPass {
   }
 }
 
+interface Prepared {
+  program: PreparedTcpProgram;
+  lingerBit: bigint;
+  bufLock: boolean;
+}
+
+/** Per option list: what the kernel's BTF gave, kept for the next collection (watch mode). */
+const prepared = new Map<string, Prepared | Error>();
+
+const SO_BUF_LOCK = 72;
+const SOCK_STREAM = 1;
+
+/** Whether this kernel's getsockopt knows SO_BUF_LOCK, asked of a socket of our own. */
+function kernelKnowsBufLock(): boolean {
+  const probe = libc.socket(libc.AF_INET, SOCK_STREAM | libc.SOCK_CLOEXEC, 0);
+  try {
+    return libc.getsockoptRaw(probe, SOL_SOCKET, SO_BUF_LOCK, new Uint8Array(4), new Uint32Array(1)) >= 0;
+  } finally {
+    libc.close(probe);
+  }
+}
+
+function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
+  const names = BPF_READABLE_TCP_OPTIONS.filter((name) => !only || only.has(name));
+  const key = names.join(',');
+  let ready = prepared.get(key);
+  if (ready === undefined) {
+    try {
+      const btf = Btf.kernel();
+      ready = {
+        program: prepareTcpProgram(btf, names),
+        lingerBit: 1n << BigInt(btf.enumValue('sock_flags', 'SOCK_LINGER')),
+        bufLock: kernelKnowsBufLock(),
+      };
+    } catch (error) {
+      ready = error instanceof Error ? error : new Error(String(error));
+    }
+    prepared.set(key, ready);
+  }
+  return ready;
+}
+
 /**
  * Runs the pass for the options in `only` (every option when undefined): the pass, or
- * why there is none (no privilege, no BTF, a kernel that refuses the program). The
- * caller reads every option with getsockopt then, as without the pass.
+ * why there is none (no privilege, no BTF, a kernel whose types or verifier refuse the
+ * program). The caller reads every option with getsockopt then, as without the pass.
  */
 export function runBpfPass(only: ReadonlySet<string> | undefined): BpfPass | Error {
   if (!mayLoadBpf()) return new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
+  const ready = prepare(only);
+  if (ready instanceof Error) return ready;
   try {
-    const btf = Btf.kernel();
-    const names = BPF_READABLE_TCP_OPTIONS.filter((name) => !only || only.has(name));
-    const lingerBit = 1n << BigInt(btf.enumValue('sock_flags', 'SOCK_LINGER'));
-    return new BpfPass(readTcpOptions(btf, names), lingerBit);
+    return new BpfPass(runTcpProgram(ready.program), ready.lingerBit, ready.bufLock);
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }

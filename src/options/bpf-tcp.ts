@@ -14,30 +14,7 @@ import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import { Assembler, Helper, loadIteratorProgram, readIterator, type Width } from '../sys/bpf.js';
 import { type Btf, BtfKind } from '../sys/btf.js';
 import { close } from '../sys/libc.js';
-import { OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
-
-/**
- * Options that bpf_getsockopt answers on a TCP socket (Linux 6.x: sol_socket_sockopt,
- * sol_tcp_sockopt and sol_ip_sockopt in net/core/filter.c), all ints. Measured on 6.18
- * against getsockopt: equal on every socket (bench/experiments/bpf-iter.mjs).
- */
-export const BPF_READABLE_TCP_OPTIONS: readonly string[] = [
-  'TCP_NODELAY',
-  'TCP_MAXSEG',
-  'TCP_KEEPIDLE',
-  'TCP_KEEPINTVL',
-  'TCP_KEEPCNT',
-  'TCP_SYNCNT',
-  'TCP_WINDOW_CLAMP',
-  'TCP_USER_TIMEOUT',
-  'TCP_NOTSENT_LOWAT',
-  'SO_REUSEADDR',
-  'SO_REUSEPORT',
-  'SO_KEEPALIVE',
-  'SO_RCVBUF',
-  'SO_SNDBUF',
-  'SO_MARK',
-];
+import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 
 /** Fields of struct tcp_sock the program copies, by path, and the width it reads. */
 const FIELDS = {
@@ -53,8 +30,11 @@ export type TcpField = keyof typeof FIELDS;
 interface Layout {
   /** Option names, in record order, with their levels and numbers. */
   options: readonly OptionSpec[];
-  /** Byte offset in the record of each field, and its width. */
-  fields: Record<TcpField, { at: number; width: Width; source: number }>;
+  /** Byte offset in the record of each field, its width, and for a bitfield where in its byte. */
+  fields: Record<
+    TcpField,
+    { at: number; width: Width; source: number; bits?: { shift: number; width: number } }
+  >;
   size: number;
 }
 
@@ -78,15 +58,12 @@ function layoutFor(btf: Btf, optionNames: readonly string[]): Layout {
     const width = place.size as Width;
     if (![1, 2, 4, 8].includes(width)) throw new Error(`tcp_sock field ${name} is ${place.size} bytes`);
     at = Math.ceil(at / width) * width;
-    fields[name] = { at, width, source: place.offset };
+    fields[name] = place.bits
+      ? { at, width, source: place.offset, bits: place.bits }
+      : { at, width, source: place.offset };
     at += width;
   }
   return { options, fields, size: Math.ceil(at / 8) * 8 };
-}
-
-/** The iter/tcp program for `optionNames` on the kernel `btf` describes (tests read it). */
-export function tcpProgram(btf: Btf, optionNames: readonly string[]): Uint8Array {
-  return assemble(layoutFor(btf, optionNames));
 }
 
 /** The iter/tcp program for `layout` (see the header for what it writes). */
@@ -125,15 +102,22 @@ function assemble(layout: Layout): Uint8Array {
 /** The records of one pass, looked up by cookie (sock_diag's idiag_cookie, in decimal). */
 export class TcpOptionRecords {
   private readonly view: DataView;
-  private readonly index = new Map<string, number>();
+  /** Record offset by cookie; cookies are counted up from 1, so they are safe integers. */
+  private readonly index = new Map<number, number>();
 
   constructor(
     private readonly layout: Layout,
     bytes: Uint8Array,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let at = 0; at + layout.size <= bytes.byteLength; at += layout.size)
-      this.index.set(this.view.getBigUint64(at, hostIsLittleEndian).toString(), at);
+    const [low, high] = hostIsLittleEndian ? [0, 4] : [4, 0];
+    for (let at = 0; at + layout.size <= bytes.byteLength; at += layout.size) {
+      const cookie =
+        this.view.getUint32(at + high, hostIsLittleEndian) * 2 ** 32 +
+        this.view.getUint32(at + low, hostIsLittleEndian);
+      // Past 2^53 (never reached in practice) the socket is left to getsockopt.
+      if (Number.isSafeInteger(cookie)) this.index.set(cookie, at);
+    }
   }
 
   get size(): number {
@@ -142,7 +126,7 @@ export class TcpOptionRecords {
 
   /** The record of the socket with `cookie`, or -1 when the pass did not see it. */
   find(cookie: string): number {
-    return this.index.get(cookie) ?? -1;
+    return this.index.get(Number(cookie)) ?? -1;
   }
 
   /** Option `i` of the layout's list: its value, or null where bpf_getsockopt refused it. */
@@ -152,13 +136,15 @@ export class TcpOptionRecords {
     return this.view.getInt32(record + 8 + 4 * i, hostIsLittleEndian);
   }
 
-  /** A copied field, as a bigint (longs and flags words are 64 bits). */
+  /** A copied field, as a bigint (longs and flags words are 64 bits); a bitfield's bits alone. */
   field(record: number, name: TcpField): bigint {
-    const { at, width } = this.layout.fields[name];
+    const { at, width, bits } = this.layout.fields[name];
     const v = this.view;
     switch (width) {
-      case 1:
-        return BigInt(v.getUint8(record + at));
+      case 1: {
+        const byte = v.getUint8(record + at);
+        return BigInt(bits ? (byte >> bits.shift) & ((1 << bits.width) - 1) : byte);
+      }
       case 2:
         return BigInt(v.getUint16(record + at, hostIsLittleEndian));
       case 4:
@@ -173,24 +159,33 @@ export class TcpOptionRecords {
   }
 }
 
+/** What a pass needs from the kernel's BTF, worked out once per process. */
+export interface PreparedTcpProgram {
+  readonly layout: Layout;
+  readonly program: Uint8Array;
+  readonly attachBtfId: number;
+}
+
 /**
- * One pass over the TCP sockets of this process's network namespace, reading
- * `optionNames` (a subset of BPF_READABLE_TCP_OPTIONS) and the fields. Throws a
- * BpfError where the kernel refuses (no CAP_BPF and CAP_PERFMON, no BTF, a kernel
- * before bpf_getsockopt in iterators) and a ProtocolError where the kernel's types
- * lack a field.
+ * The program for `optionNames` (a subset of BPF_READABLE_TCP_OPTIONS) against this
+ * kernel's types. Throws a ProtocolError where the kernel's types lack a field.
  */
-export function readTcpOptions(btf: Btf, optionNames: readonly string[]): TcpOptionRecords {
+export function prepareTcpProgram(btf: Btf, optionNames: readonly string[]): PreparedTcpProgram {
   for (const name of optionNames)
     if (!BPF_READABLE_TCP_OPTIONS.includes(name)) throw new Error(`${name} is not read through BPF`);
   const layout = layoutFor(btf, optionNames);
-  const program = loadIteratorProgram(
-    assemble(layout),
-    btf.find('bpf_iter_tcp', BtfKind.Function),
-    'knetstat_tcp',
-  );
+  return { layout, program: assemble(layout), attachBtfId: btf.find('bpf_iter_tcp', BtfKind.Function) };
+}
+
+/**
+ * One pass of a prepared program over the TCP sockets of this process's network
+ * namespace. Throws a BpfError where the kernel refuses (no CAP_BPF and CAP_PERFMON, a
+ * kernel before bpf_getsockopt in iterators).
+ */
+export function runTcpProgram(prepared: PreparedTcpProgram): TcpOptionRecords {
+  const program = loadIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_tcp');
   try {
-    return new TcpOptionRecords(layout, readIterator(program));
+    return new TcpOptionRecords(prepared.layout, readIterator(program));
   } finally {
     close(program);
   }

@@ -31,7 +31,8 @@ export type OptionUnit = 'flag' | 'count' | 'bytes' | 'ms' | 's' | 'us' | 'name'
  * such a value from the dump instead of making the call; where the dump lacks it (an
  * older kernel, no CAP_NET_ADMIN for the mark, an established IPv6 socket for V6ONLY, the
  * /proc/net source) it calls getsockopt as for any other entry. Either way the option is
- * only reported for a socket whose owner's fd was duplicated and checked.
+ * only reported for a socket whose owner's fd was duplicated and checked, or (the BPF
+ * pass) one knetstat could have duplicated: an owner visible and inspectable.
  */
 export type SockDiagSource =
   /** INET_DIAG_SKMEMINFO: SK_MEMINFO_RCVBUF / _SNDBUF. */
@@ -439,3 +440,27 @@ export function optionsFor(protocol: Protocol, family: Family, listening: boolea
       (!o.listenOnly || listening),
   );
 }
+
+/**
+ * Options that bpf_getsockopt answers on a TCP socket (Linux 6.x: sol_socket_sockopt,
+ * sol_tcp_sockopt and sol_ip_sockopt in net/core/filter.c), all ints. Measured on 6.18
+ * against getsockopt: equal on every socket (bench/experiments/bpf-iter.mjs). The BPF pass
+ * (bpf-tcp.ts) reads these.
+ */
+export const BPF_READABLE_TCP_OPTIONS: readonly string[] = [
+  'TCP_NODELAY',
+  'TCP_MAXSEG',
+  'TCP_KEEPIDLE',
+  'TCP_KEEPINTVL',
+  'TCP_KEEPCNT',
+  'TCP_SYNCNT',
+  'TCP_WINDOW_CLAMP',
+  'TCP_USER_TIMEOUT',
+  'TCP_NOTSENT_LOWAT',
+  'SO_REUSEADDR',
+  'SO_REUSEPORT',
+  'SO_KEEPALIVE',
+  'SO_RCVBUF',
+  'SO_SNDBUF',
+  'SO_MARK',
+];

@@ -6,8 +6,7 @@
  */
 
 import type { Family, Protocol } from '../model.js';
-import { BPF_READABLE_TCP_OPTIONS } from './bpf-tcp.js';
-import { type OptionSpec, optionsFor, SOL_SOCKET } from './catalogue.js';
+import { BPF_READABLE_TCP_OPTIONS, type OptionSpec, optionsFor, SOL_SOCKET } from './catalogue.js';
 
 /** Why the options of a socket are unknown. */
 export type UnreadableReason =

@@ -52,8 +52,8 @@ export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord):
 
 export interface OptionReadSummary {
   read: number;
-  /** Of those read, how many the dump and the BPF pass settled with no duplicate made. */
-  byBpf: number;
+  /** Of those read, how many the BPF pass (with the dump) settled with no duplicate made. */
+  settledWithoutDuplicate: number;
   unreadable: Record<UnreadableReason, number>;
 }
 
@@ -97,7 +97,7 @@ export class OptionReader {
   helperProblem: string | undefined;
   readonly summary: OptionReadSummary = {
     read: 0,
-    byBpf: 0,
+    settledWithoutDuplicate: 0,
     unreadable: {
       refused: 0,
       detached: 0,
@@ -282,10 +282,16 @@ export class OptionReader {
       );
       return false;
     }
+    if (this.refuseDuplication !== undefined) {
+      this.fail(socket, 'refused', this.refuseDuplication);
+      return false;
+    }
     const key = specKey(socket.protocol, socket.family, socket.state === 'LISTEN');
     const specs = this.specs.get(key);
-    // What the dump and the BPF pass already give; a socket they settle entirely is never
-    // duplicated (so the cgroup re-tagging below cannot concern it either).
+    // What the dump and the BPF pass already give. A socket the pass saw and that they
+    // settle entirely is not duplicated: only one that knetstat could have duplicated
+    // (an owner is visible, duplication is not refused, and collect.ts runs the pass
+    // only where any process may be inspected), so that the output is the same.
     const record = this.bpf?.recordOf(socket) ?? -1;
     const values = this.values;
     let known = 0;
@@ -293,15 +299,11 @@ export class OptionReader {
       values[i] = this.knownValue(socket, specs[i] as OptionSpec, record);
       if (values[i] !== undefined) known++;
     }
-    if (known === specs.length) {
+    if (record >= 0 && known === specs.length) {
       socket.options = this.optionsOf(specs, values);
       delete socket.optionsError;
       this.summary.read++;
-      this.summary.byBpf++;
-      return false;
-    }
-    if (this.refuseDuplication !== undefined) {
-      this.fail(socket, 'refused', this.refuseDuplication);
+      this.summary.settledWithoutDuplicate++;
       return false;
     }
     const row = jobs.count++;

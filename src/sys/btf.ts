@@ -73,10 +73,14 @@ function extraSize(kind: number, vlen: number): number {
   }
 }
 
-/** Where a field lies: its byte offset from the start of the outer struct, and its size. */
+/**
+ * Where a field lies: its byte offset from the start of the outer struct and its size;
+ * for a bitfield, the byte holding it (size 1) and where in that byte it sits.
+ */
 export interface FieldPlace {
   offset: number;
   size: number;
+  bits?: { shift: number; width: number };
 }
 
 export class Btf {
@@ -242,7 +246,7 @@ export class Btf {
    * The member `name` of struct or union `id`, looked for also inside its anonymous
    * structs and unions (as C lets one name them): its type and bit offset, or null.
    */
-  private member(id: number, name: string): { type: number; bits: number; bitfield: boolean } | null {
+  private member(id: number, name: string): { type: number; bits: number; bitSize: number } | null {
     const resolved = this.resolve(id);
     const kind = this.kind(resolved);
     if (kind !== BtfKind.Struct && kind !== BtfKind.Union) return null;
@@ -255,35 +259,59 @@ export class Btf {
       const raw = this.u32(at + 8);
       // With the kind flag, the offset word holds the bitfield's size in its top byte.
       const bits = flagged ? raw & 0xffffff : raw;
-      const bitfield = flagged && raw >>> 24 !== 0;
+      const bitSize = flagged ? raw >>> 24 : 0;
       if (memberName === 0) {
         const inner = this.member(type, name);
-        if (inner) return { type: inner.type, bits: bits + inner.bits, bitfield: inner.bitfield };
+        if (inner) return { type: inner.type, bits: bits + inner.bits, bitSize: inner.bitSize };
       } else if (this.stringAt(memberName) === name) {
-        return { type, bits, bitfield };
+        return { type, bits, bitSize };
       }
     }
     return null;
   }
 
   /**
+   * An int member's own bit layout (the encoding BTF used for bitfields before the kind
+   * flag): its offset and width in bits when it is narrower than its type, else null.
+   */
+  private intBitfield(type: number): { offset: number; width: number } | null {
+    const resolved = this.resolve(type);
+    if (this.kind(resolved) !== BtfKind.Int) return null;
+    const encoding = this.u32(this.record(resolved) + TYPE_SIZE);
+    const width = encoding & 0xff;
+    const offset = (encoding >>> 16) & 0xff;
+    return width === this.sizeOrType(resolved) * 8 && offset === 0 ? null : { offset, width };
+  }
+
+  /**
    * Where `path` (member names, outermost first) lies in struct `structName`, e.g.
    * field('tcp_sock', ['inet_conn', 'icsk_accept_queue', 'rskq_defer_accept']). A
-   * bitfield, or a field that is not whole bytes, is refused: a program reads bytes.
+   * bitfield is placed within its byte (little-endian bit order, as on the hosts we run
+   * on); one that spans bytes is refused, as is a path through a bitfield.
    */
   field(structName: string, path: readonly string[]): FieldPlace {
     let type = this.find(structName, BtfKind.Struct);
     let bits = 0;
-    for (const name of path) {
+    let bitSize = 0;
+    path.forEach((name, i) => {
       const member = this.member(type, name);
       if (member === null)
         throw new ProtocolError(`the kernel's struct ${structName} has no ${path.join('.')}`);
-      if (member.bitfield || member.bits % 8 !== 0)
-        throw new ProtocolError(`${structName}.${path.join('.')} is a bitfield in this kernel`);
-      bits += member.bits;
+      const legacy = member.bitSize === 0 ? this.intBitfield(member.type) : null;
+      bits += member.bits + (legacy?.offset ?? 0);
+      bitSize = member.bitSize || (legacy?.width ?? 0);
+      if (bitSize !== 0 && i < path.length - 1)
+        throw new ProtocolError(`${structName}.${path.slice(0, i + 1).join('.')} is a bitfield`);
       type = member.type;
+    });
+    if (bitSize === 0) {
+      if (bits % 8 !== 0) throw new ProtocolError(`${structName}.${path.join('.')} is not byte-aligned`);
+      return { offset: bits / 8, size: this.sizeOf(type) };
     }
-    return { offset: bits / 8, size: this.sizeOf(type) };
+    const shift = bits % 8;
+    if (!hostIsLittleEndian || shift + bitSize > 8)
+      throw new ProtocolError(`${structName}.${path.join('.')} is a bitfield across bytes`);
+    return { offset: (bits - shift) / 8, size: 1, bits: { shift, width: bitSize } };
   }
 
   /** The value of enumerator `name` of enum `enumName`. */

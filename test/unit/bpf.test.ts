@@ -6,8 +6,9 @@
  */
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BPF_READABLE_TCP_OPTIONS, tcpProgram } from '../../src/options/bpf-tcp.js';
-import { OPTION_CATALOGUE } from '../../src/options/catalogue.js';
+import { BpfPass } from '../../src/options/bpf-pass.js';
+import { prepareTcpProgram, TcpOptionRecords } from '../../src/options/bpf-tcp.js';
+import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from '../../src/options/catalogue.js';
 import { optionsNeeded } from '../../src/options/display.js';
 import { plainCallsPerSocket } from '../../src/options/jobs.js';
 import { Assembler, Helper } from '../../src/sys/bpf.js';
@@ -51,7 +52,7 @@ describe('the assembler', () => {
 /** A small BTF, written the way the kernel lays it out (little-endian host). */
 function buildBtf(): Buffer {
   const names = ['', 'int', 'long', 'inner', 'a', 'b', 'x', 'in', 'outer', 'head', 'tail', 'outer_t'];
-  names.push('flags', 'F_A', 'F_B', 'bpf_iter_x', 'bits', 'bf');
+  names.push('flags', 'F_A', 'F_B', 'bpf_iter_x', 'bits', 'bf', 'wide', 'across', 'u4', 'old', 'nib');
   const offsets = new Map<string, number>();
   let size = 0;
   for (const name of names) {
@@ -80,6 +81,12 @@ function buildBtf(): Buffer {
   type('bpf_iter_x', BtfKind.Function, 0, 8); // 9
   type('bits', BtfKind.Struct, 1, 4, true); // 10: a 3-bit field at bit 5
   words.push(n('bf'), 1, (3 << 24) | 5);
+  type('wide', BtfKind.Struct, 1, 4, true); // 11: a 6-bit field at bit 5, across two bytes
+  words.push(n('across'), 1, (6 << 24) | 5);
+  type('u4', BtfKind.Int, 0, 1); // 12: the old encoding: 4 bits at bit 2 of the int
+  words.push((2 << 16) | 4);
+  type('old', BtfKind.Struct, 1, 4); // 13: such an int at byte 1, without the kind flag
+  words.push(n('nib'), 12, 8);
   const types = Buffer.alloc(words.length * 4);
   words.forEach((w, i) => {
     types.writeUInt32LE(w >>> 0, i * 4);
@@ -99,7 +106,7 @@ describe('the BTF reader', () => {
   const btf = Btf.parse(buildBtf());
 
   it('finds types by name and kind', () => {
-    expect(btf.typeCount).toBe(10);
+    expect(btf.typeCount).toBe(13);
     expect(btf.find('bpf_iter_x', BtfKind.Function)).toBe(9);
     expect(btf.find('outer', BtfKind.Struct)).toBe(5);
     expect(btf.name(3)).toBe('inner');
@@ -114,7 +121,10 @@ describe('the BTF reader', () => {
     expect(btf.field('outer', ['tail'])).toEqual({ offset: 32, size: 16 });
     expect(btf.field('outer', ['tail', 'b'])).toEqual({ offset: 40, size: 8 });
     expect(() => btf.field('outer', ['tail', 'nope'])).toThrow(/has no tail.nope/);
-    expect(() => btf.field('bits', ['bf'])).toThrow(/bitfield/);
+    // A 3-bit field at bit 5: its byte, and where in it.
+    expect(btf.field('bits', ['bf'])).toEqual({ offset: 0, size: 1, bits: { shift: 5, width: 3 } });
+    expect(btf.field('old', ['nib'])).toEqual({ offset: 1, size: 1, bits: { shift: 2, width: 4 } });
+    expect(() => btf.field('wide', ['across'])).toThrow(/across bytes/);
   });
 
   it('reads enumerators', () => {
@@ -157,7 +167,7 @@ describe('what the BPF pass leaves to getsockopt', () => {
 
 describe.skipIf(!existsSync(KERNEL_BTF))('the iter/tcp program (skipped without kernel BTF)', () => {
   it('calls only its four helpers, and bpf_getsockopt only with options of the catalogue', () => {
-    const program = tcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
+    const { program } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
     const helpers = new Set<number>();
     const asked: string[] = [];
     // The registers' last immediate values, to see what each bpf_getsockopt is asked.
@@ -182,5 +192,89 @@ describe.skipIf(!existsSync(KERNEL_BTF))('the iter/tcp program (skipped without 
       ]),
     );
     expect(asked.map((pair) => catalogue.get(pair))).toEqual(BPF_READABLE_TCP_OPTIONS);
+  });
+});
+
+describe('what the BPF pass settles, from its records', () => {
+  // A kernel's layout as the BTF of 6.18 gives it, but for sk_userlocks as the 4-bit
+  // field it is on 6.1 (bits 4–7 of its byte), without a kernel.
+  const places: Record<string, object> = {
+    sk_rcvtimeo: { offset: 272, size: 8 },
+    sk_sndtimeo: { offset: 512, size: 8 },
+    skc_flags: { offset: 96, size: 8 },
+    max_qlen: { offset: 1072, size: 4 },
+    sk_userlocks: { offset: 243, size: 1, bits: { shift: 4, width: 4 } },
+    rskq_defer_accept: { offset: 1020, size: 1 },
+  };
+  const fakeBtf = {
+    field: (_struct: string, path: readonly string[]) => places[path[path.length - 1] as string],
+    find: () => 1,
+  } as unknown as Btf;
+  const names = ['TCP_NODELAY', 'TCP_KEEPIDLE'];
+  const { layout } = prepareTcpProgram(fakeBtf, names);
+  const LONG_MAX = 0x7fffffffffffffffn;
+
+  /** One socket's record: cookie 7, the two options (the second refused), the fields. */
+  function records(fields: { rcvtimeo: bigint; flags: bigint; userLocks: number; defer: number }) {
+    const bytes = new Uint8Array(layout.size);
+    const view = new DataView(bytes.buffer);
+    view.setBigUint64(0, 7n, true);
+    view.setInt32(8, 1, true); // TCP_NODELAY 1, result 0
+    view.setInt32(8 + 4 * 2 + 4, -22, true); // TCP_KEEPIDLE refused (EINVAL)
+    view.setBigInt64(layout.fields.rcvtimeo.at, fields.rcvtimeo, true);
+    view.setBigInt64(layout.fields.sndtimeo.at, LONG_MAX, true);
+    view.setBigUint64(layout.fields.flags.at, fields.flags, true);
+    view.setInt32(layout.fields.fastopenMaxQueue.at, 16, true);
+    view.setUint8(layout.fields.userLocks.at, fields.userLocks);
+    view.setUint8(layout.fields.deferAccept.at, fields.defer);
+    return new TcpOptionRecords(layout, bytes);
+  }
+  const spec = (name: string) => OPTION_CATALOGUE.find((o) => o.name === name) as OptionSpec;
+  const LINGER = 1n << 4n;
+
+  it('gives what bpf_getsockopt read, and nothing where it refused', () => {
+    const pass = new BpfPass(
+      records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0 }),
+      LINGER,
+      true,
+    );
+    const record = pass.recordOf({ protocol: 'tcp', cookie: '7' } as never);
+    expect(record).toBe(0);
+    expect(pass.recordOf({ protocol: 'tcp', cookie: '8' } as never)).toBe(-1);
+    expect(pass.recordOf({ protocol: 'udp', cookie: '7' } as never)).toBe(-1);
+    expect(pass.value(record, spec('TCP_NODELAY'))).toBe(1);
+    expect(pass.value(record, spec('TCP_KEEPIDLE'))).toBeUndefined();
+    expect(pass.value(record, spec('TCP_CORK'))).toBeUndefined();
+  });
+
+  it('settles field-read options at their defaults, and leaves the others to getsockopt', () => {
+    const defaults = new BpfPass(
+      records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0 }),
+      LINGER,
+      true,
+    );
+    expect(defaults.value(0, spec('SO_RCVTIMEO'))).toBe(0);
+    expect(defaults.value(0, spec('SO_SNDTIMEO'))).toBe(0);
+    expect(defaults.value(0, spec('SO_LINGER'))).toBeNull();
+    expect(defaults.value(0, spec('SO_BUF_LOCK'))).toBe(0);
+    expect(defaults.value(0, spec('TCP_DEFER_ACCEPT'))).toBe(0);
+    expect(defaults.value(0, spec('TCP_FASTOPEN'))).toBe(16);
+    // sk_userlocks 0b0111 in bits 4–7 (SNDBUF, RCVBUF and BIND locks): SO_BUF_LOCK 3.
+    const set = new BpfPass(
+      records({ rcvtimeo: 250n, flags: LINGER | 1n, userLocks: 0x70 | 0x0f, defer: 3 }),
+      LINGER,
+      true,
+    );
+    expect(set.value(0, spec('SO_RCVTIMEO'))).toBeUndefined();
+    expect(set.value(0, spec('SO_LINGER'))).toBeUndefined();
+    expect(set.value(0, spec('TCP_DEFER_ACCEPT'))).toBeUndefined();
+    expect(set.value(0, spec('SO_BUF_LOCK'))).toBe(3);
+    // A kernel whose getsockopt does not know SO_BUF_LOCK: nor does the pass.
+    const old = new BpfPass(
+      records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0x30, defer: 0 }),
+      LINGER,
+      false,
+    );
+    expect(old.value(0, spec('SO_BUF_LOCK'))).toBeUndefined();
   });
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectSockets } from '../../src/collect.js';
 import type { SocketOwner, SocketRecord } from '../../src/model.js';
+import type { BpfPass } from '../../src/options/bpf-pass.js';
 import { DirectCalls, type SocketCalls } from '../../src/options/calls.js';
 import { OPTION_CATALOGUE, SOL_SOCKET, SOL_TCP } from '../../src/options/catalogue.js';
 import { type FdAccess, OptionReader } from '../../src/options/reader.js';
@@ -613,5 +614,70 @@ describe('collectSockets with injected system calls over a fake /proc', () => {
       expect(socket.optionsError).toMatch(/^io_uring_enter failed: /);
       expect(access.open.size).toBe(0);
     });
+  });
+});
+
+describe('OptionReader with the BPF pass', () => {
+  /** A pass that saw socket 500 (the fake's cookie 500000) and gives the values `gives`. */
+  function pass(gives: Record<string, number>): BpfPass {
+    return {
+      recordOf: (socket: SocketRecord) => (socket.cookie === '500000' ? 0 : -1),
+      value: (_record: number, spec: { name: string }) => gives[spec.name],
+    } as unknown as BpfPass;
+  }
+  const seen = () => ({ ...socketRecord(500, [owner(10, 3)]), cookie: '500000' });
+
+  it('settles a socket it gives every option of without duplicating it', () => {
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 500 } } } }, { 500: keepaliveNodelay(1, 1) });
+    const socket = seen();
+    const reader = new OptionReader({ access, only: ONLY, bpf: pass({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 }) });
+    expect(reader.read(socket)).toBe(true);
+    reader.close();
+    expect(socket.options).toEqual({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 });
+    expect(reader.summary.settledWithoutDuplicate).toBe(1);
+    expect(access.calls.filter((c) => c.startsWith('pidfd'))).toEqual([]);
+  });
+
+  it('duplicates a socket for what the pass left, and one the pass did not see', () => {
+    const access = new FakeFdAccess(
+      { 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 } } } },
+      { 500: keepaliveNodelay(1, 1), 501: keepaliveNodelay(1, 0) },
+    );
+    const partly = seen();
+    const unseen = { ...socketRecord(501, [owner(10, 4)]), cookie: '501000' };
+    const reader = new OptionReader({ access, only: ONLY, bpf: pass({ TCP_NODELAY: 1 }) });
+    expect(reader.read(partly)).toBe(true);
+    expect(reader.read(unseen)).toBe(true);
+    reader.close();
+    // SO_KEEPALIVE read with getsockopt (1), TCP_NODELAY from the pass (1); not read again.
+    expect(partly.options).toEqual({ SO_KEEPALIVE: 1, TCP_NODELAY: 1 });
+    expect(unseen.options).toEqual({ SO_KEEPALIVE: 1, TCP_NODELAY: 0 });
+    expect(access.reads.filter((r) => !r.endsWith(`/${SO_COOKIE}`))).toEqual([
+      `500 ${SOL_SOCKET}/${SO_KEEPALIVE}`,
+      `501 ${SOL_SOCKET}/${SO_KEEPALIVE}`,
+      `501 ${SOL_TCP}/${TCP_NODELAY}`,
+    ]);
+    expect(reader.summary.settledWithoutDuplicate).toBe(0);
+  });
+
+  it('settles nothing that knetstat could not have duplicated: no owner, or duplication refused', () => {
+    const access = new FakeFdAccess({}, {});
+    const gives = pass({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 });
+    const ownerless = { ...socketRecord(500, []), cookie: '500000' };
+    const plain = new OptionReader({ access, only: ONLY, bpf: gives });
+    plain.read(ownerless);
+    expect(ownerless.options).toBeNull();
+    expect(plain.summary.unreadable['no-owner']).toBe(1);
+    const refusing = new OptionReader({
+      access,
+      only: ONLY,
+      bpf: gives,
+      refuseDuplication: 'not read: cgroup v1',
+    });
+    const socket = seen();
+    refusing.read(socket);
+    expect(socket.options).toBeNull();
+    expect(socket.optionsError).toBe('not read: cgroup v1');
+    expect(access.calls).toEqual([]);
   });
 });
