@@ -336,12 +336,11 @@ function bpfPass(
   if (mode === 'off' || settings.fdAccess !== undefined || source === 'proc' || only === false)
     return undefined;
   if (!bpfCanSettle(only)) return undefined;
-  if (mode === 'auto') {
-    let tcp = 0;
-    for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
-    if (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()) return undefined;
-  }
-  const pass = runBpfPass(only);
+  let tcp = 0;
+  for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
+  if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
+    return undefined;
+  const pass = runBpfPass(only, tcp);
   if (!(pass instanceof Error)) return pass;
   const code = (pass as { code?: unknown }).code;
   const quiet = code === 'ENOENT' || code === 'EPERM' || pass instanceof ProtocolError;

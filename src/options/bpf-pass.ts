@@ -149,12 +149,12 @@ function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
  * why there is none (no privilege, no BTF, a kernel whose types or verifier refuse the
  * program). The caller reads every option with getsockopt then, as without the pass.
  */
-export function runBpfPass(only: ReadonlySet<string> | undefined): BpfPass | Error {
+export function runBpfPass(only: ReadonlySet<string> | undefined, expectedSockets: number): BpfPass | Error {
   if (!mayLoadBpf()) return new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
   const ready = prepare(only);
   if (ready instanceof Error) return ready;
   try {
-    return new BpfPass(runTcpProgram(ready.program), ready.lingerBit, ready.bufLock);
+    return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.lingerBit, ready.bufLock);
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }

@@ -179,13 +179,15 @@ export function prepareTcpProgram(btf: Btf, optionNames: readonly string[]): Pre
 
 /**
  * One pass of a prepared program over the TCP sockets of this process's network
- * namespace. Throws a BpfError where the kernel refuses (no CAP_BPF and CAP_PERFMON, a
+ * namespace (about `expectedSockets` of them, which sizes the buffer). Throws a BpfError where the kernel refuses (no CAP_BPF and CAP_PERFMON, a
  * kernel before bpf_getsockopt in iterators).
  */
-export function runTcpProgram(prepared: PreparedTcpProgram): TcpOptionRecords {
+export function runTcpProgram(prepared: PreparedTcpProgram, expectedSockets: number): TcpOptionRecords {
   const program = loadIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_tcp');
   try {
-    return new TcpOptionRecords(prepared.layout, readIterator(program));
+    // Room for the sockets the dump listed and some opened since.
+    const expected = prepared.layout.size * (expectedSockets + (expectedSockets >> 4) + 64);
+    return new TcpOptionRecords(prepared.layout, readIterator(program, expected));
   } finally {
     close(program);
   }

@@ -205,10 +205,11 @@ const LOAD_ATTEMPTS = 5;
 
 /**
  * Runs the iterator program `programFd` once over everything its iterator visits and
- * returns what it wrote. The link and iterator fds are closed before this returns; the
- * program's fd stays the caller's.
+ * returns what it wrote, read into one buffer of about `expectedBytes` (grown if it is
+ * more): no second copy of a stream that can be megabytes. The link and iterator fds
+ * are closed before this returns; the program's fd stays the caller's.
  */
-export function readIterator(programFd: number): Buffer {
+export function readIterator(programFd: number, expectedBytes = 1 << 16): Buffer {
   const linkAttr = Buffer.alloc(64);
   linkAttr.writeUInt32LE(programFd, 0);
   linkAttr.writeUInt32LE(BPF_TRACE_ITER, 8);
@@ -218,16 +219,19 @@ export function readIterator(programFd: number): Buffer {
     iterAttr.writeUInt32LE(link, 0);
     const iterator = bpfCommand(BPF_ITER_CREATE, 'BPF_ITER_CREATE', iterAttr);
     try {
-      const parts: Buffer[] = [];
-      let total = 0;
-      const chunk = Buffer.allocUnsafe(1 << 20);
+      let buffer = Buffer.allocUnsafe(Math.max(expectedBytes, MIN_READ));
+      let filled = 0;
       for (;;) {
-        const got = readSync(iterator, chunk, 0, chunk.length, null);
+        if (buffer.length - filled < MIN_READ) {
+          const bigger = Buffer.allocUnsafe(buffer.length * 2);
+          buffer.copy(bigger, 0, 0, filled);
+          buffer = bigger;
+        }
+        const got = readSync(iterator, buffer, filled, buffer.length - filled, null);
         if (got === 0) break;
-        parts.push(Buffer.from(chunk.subarray(0, got)));
-        total += got;
+        filled += got;
       }
-      return Buffer.concat(parts, total);
+      return buffer.subarray(0, filled);
     } finally {
       closeSync(iterator);
     }
@@ -235,3 +239,6 @@ export function readIterator(programFd: number): Buffer {
     closeSync(link);
   }
 }
+
+/** The least room a read is given: a page, more than any one record. */
+const MIN_READ = 4096;
