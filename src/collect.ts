@@ -12,11 +12,17 @@ import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './opt
 import { BPF_SETTLED, plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
+import {
+  inInitialPidNamespace,
+  type PreparedOwnerProgram,
+  prepareOwnerProgram,
+  scanOwnersWithBpf,
+} from './procfs/bpf-owners.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
 import { addOwner, listProcessIds, type OwnerScan, scanProcesses } from './procfs/owners.js';
 import { deriveDiag, stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
-import { KERNEL_BTF } from './sys/btf.js';
+import { forgetKernelBtf, KERNEL_BTF, kernelBtf } from './sys/btf.js';
 import { ProtocolError, SystemCallError } from './sys/errors.js';
 
 export interface CollectSettings {
@@ -349,6 +355,85 @@ function bpfPass(
   return undefined;
 }
 
+/**
+ * The /proc scan for owners, shared with the helper where there is one (after the dump,
+ * so that, as with one process, every listed socket is looked for in every process after
+ * it was listed), then the processes started since the list was taken.
+ */
+function scanProcFds(
+  procRoot: string,
+  split: WorkSplit,
+  wanted: ReadonlySet<number>,
+  scan: OwnerScan,
+  helperFailed: (error: unknown) => void,
+): void {
+  const helper = split.helper;
+  let helperScans = false;
+  if (helper) {
+    try {
+      helper.requestScan(procRoot, split.helperPids, wanted);
+      helperScans = true;
+    } catch (error) {
+      helperFailed(error);
+    }
+  }
+  scanProcesses(procRoot, split.ownPids, wanted, scan);
+  let helperScanned = false;
+  if (helper && helperScans) {
+    try {
+      addHelperOwners(scan, helper.receiveScan(split.helperPids), wanted);
+      helperScanned = true;
+    } catch (error) {
+      helperFailed(error);
+    }
+  }
+  if (!helperScanned) scanProcesses(procRoot, split.helperPids, wanted, scan);
+  // Every process without a helper; with one, those started since the list was taken,
+  // whose sockets the dump may hold.
+  const listed = new Set(split.ownPids);
+  for (const pid of split.helperPids) listed.add(pid);
+  const later = listProcessIds(procRoot).filter((pid) => !listed.has(pid));
+  scanProcesses(procRoot, later, wanted, scan);
+}
+
+/**
+ * The owner scan by a BPF iterator (procfs/bpf-owners.ts) where settings and host allow
+ * — the same conditions as the options pass, and knetstat seeing the kernel's own pids
+ * in /proc — filling `scan`; false where the /proc scan must do it (quietly in 'auto'
+ * for want of privilege, BTF or a kernel type, with a warning otherwise).
+ */
+function bpfOwners(
+  settings: CollectSettings,
+  procRoot: string,
+  sockets: readonly SocketRecord[],
+  wanted: ReadonlySet<number>,
+  scan: OwnerScan,
+  warnings: string[],
+): boolean {
+  const mode = settings.bpf ?? 'auto';
+  if (mode === 'off' || settings.fdAccess !== undefined || procRoot !== '/proc') return false;
+  if (mode === 'auto' && (sockets.length < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !inInitialPidNamespace()))
+    return false;
+  try {
+    if (!inInitialPidNamespace())
+      throw new Error('its pids are not the ones /proc shows here (another pid namespace)');
+    if (!mayLoadBpf()) throw new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
+    preparedOwners ??= prepareOwnerProgram(kernelBtf());
+    scanOwnersWithBpf(preparedOwners, wanted, scan, sockets.length);
+    return true;
+  } catch (error) {
+    scan.owners.clear();
+    const code = (error as { code?: unknown }).code;
+    const quiet = code === 'ENOENT' || code === 'EPERM' || error instanceof ProtocolError;
+    if (!quiet || mode === 'on')
+      warnings.push(`the BPF owner scan failed (${(error as Error).message}); /proc was scanned instead`);
+    return false;
+  }
+}
+
+/** The owner program, built once per process from the kernel's BTF. */
+let preparedOwners: PreparedOwnerProgram | undefined;
+
 /** The helper's scan, in its order after this process's own: owners of wanted inodes only. */
 function addHelperOwners(scan: OwnerScan, reply: ScanReply, wanted: ReadonlySet<number>): void {
   scan.unreadableProcesses += reply.unreadableProcesses;
@@ -369,7 +454,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const warnings: string[] = [];
   const wantOwners = settings.owners !== false || settings.options !== false;
   let helperUse: HelperUse = 'none';
-  let bpfUse: 'used' | 'none' = 'none';
+  const bpfUse = { owners: false, options: false };
   const settled = { count: 0 };
   const helperFailed = (error: unknown): void => {
     if (helperUse === 'failed') return;
@@ -388,39 +473,15 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
       const wanted = new Set<number>();
       for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
       const scan: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
-      let helperScans = false;
-      if (helper) {
-        try {
-          helper.requestScan(procRoot, split.helperPids, wanted);
-          helperScans = true;
-        } catch (error) {
-          helperFailed(error);
-        }
-      }
-      scanProcesses(procRoot, split.ownPids, wanted, scan);
-      let helperScanned = false;
-      if (helper && helperScans) {
-        try {
-          addHelperOwners(scan, helper.receiveScan(split.helperPids), wanted);
-          helperScanned = true;
-        } catch (error) {
-          helperFailed(error);
-        }
-      }
-      if (!helperScanned) scanProcesses(procRoot, split.helperPids, wanted, scan);
-      // Every process without a helper; with one, those started since the list was taken,
-      // whose sockets the dump may hold.
-      const listed = new Set(split.ownPids);
-      for (const pid of split.helperPids) listed.add(pid);
-      const later = listProcessIds(procRoot).filter((pid) => !listed.has(pid));
-      scanProcesses(procRoot, later, wanted, scan);
+      if (bpfOwners(settings, procRoot, sockets, wanted, scan, warnings)) bpfUse.owners = true;
+      else scanProcFds(procRoot, split, wanted, scan, helperFailed);
       for (const s of sockets) {
         const owners = scan.owners.get(s.inode);
         if (owners) s.processes = owners;
       }
       if (settings.options !== false) {
         const pass = bpfPass(settings, enumerated.source, sockets, warnings);
-        if (pass) bpfUse = 'used';
+        bpfUse.options = pass !== undefined;
         sockets = readOptions(
           settings,
           procRoot,
@@ -444,6 +505,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
     };
   } finally {
     helper?.close();
+    forgetKernelBtf();
   }
 }
 

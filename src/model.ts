@@ -161,8 +161,8 @@ export interface Collection {
   warnings: string[];
   /** Whether a helper process did part of the scan and reads (see CollectSettings.parallel). */
   helper: HelperUse;
-  /** Whether a BPF iterator read most TCP options in one pass (see CollectSettings.bpf). */
-  bpf: 'used' | 'none';
+  /** Whether BPF iterators found the owners, and read most TCP options (see CollectSettings.bpf). */
+  bpf: { owners: boolean; options: boolean };
   /** How many sockets' options the sock_diag dump and the BPF pass settled with no duplicate made. */
   settledWithoutDuplicate: number;
 }

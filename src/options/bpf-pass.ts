@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { OptionValue, SocketRecord } from '../model.js';
-import { Btf } from '../sys/btf.js';
+import { kernelBtf } from '../sys/btf.js';
 import * as libc from '../sys/libc.js';
 import {
   type PreparedTcpProgram,
@@ -130,7 +130,7 @@ function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
   let ready = prepared.get(key);
   if (ready === undefined) {
     try {
-      const btf = Btf.kernel();
+      const btf = kernelBtf();
       ready = {
         program: prepareTcpProgram(btf, names),
         lingerBit: 1n << BigInt(btf.enumValue('sock_flags', 'SOCK_LINGER')),

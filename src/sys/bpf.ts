@@ -38,9 +38,11 @@ const CLASS_JMP = 0x05;
 const CLASS_ALU64 = 0x07;
 const MODE_MEM = 0x60;
 const OP_ADD = 0x00;
+const OP_AND = 0x50;
 const OP_MOV = 0xb0;
 const SOURCE_REGISTER = 0x08;
 const JUMP_IF_EQUAL = 0x10;
+const JUMP_IF_NOT_EQUAL = 0x50;
 const CALL = 0x80;
 const EXIT = 0x90;
 
@@ -76,6 +78,12 @@ export class Assembler {
   /** dst += immediate. */
   addImmediate(dst: Register, immediate: number): this {
     this.emit(CLASS_ALU64 | OP_ADD, dst, 0, 0, immediate);
+    return this;
+  }
+
+  /** dst &= immediate. */
+  andImmediate(dst: Register, immediate: number): this {
+    this.emit(CLASS_ALU64 | OP_AND, dst, 0, 0, immediate);
     return this;
   }
 
@@ -116,6 +124,20 @@ export class Assembler {
   jumpIfEqual(reg: Register, immediate: number, label: Label): this {
     label.jumps.push(this.code.length);
     this.emit(CLASS_JMP | JUMP_IF_EQUAL, reg, 0, 0, immediate);
+    return this;
+  }
+
+  /** Jumps to `label` when register `reg` differs from `immediate`. */
+  jumpIfNotEqual(reg: Register, immediate: number, label: Label): this {
+    label.jumps.push(this.code.length);
+    this.emit(CLASS_JMP | JUMP_IF_NOT_EQUAL, reg, 0, 0, immediate);
+    return this;
+  }
+
+  /** Jumps to `label` when registers `reg` and `other` differ. */
+  jumpIfRegistersDiffer(reg: Register, other: Register, label: Label): this {
+    label.jumps.push(this.code.length);
+    this.emit(CLASS_JMP | JUMP_IF_NOT_EQUAL | SOURCE_REGISTER, reg, other, 0, 0);
     return this;
   }
 

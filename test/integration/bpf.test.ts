@@ -1,6 +1,6 @@
 /**
- * The BPF pass: a collection that reads most TCP options with a BPF iterator gives
- * exactly what one that duplicates every socket gives — for options at their defaults,
+ * The BPF passes: a collection that finds owners and reads most TCP options with BPF
+ * iterators gives exactly what one that scans /proc and duplicates every socket gives — for options at their defaults,
  * which the pass settles, and for the ones it leaves to getsockopt (a linger time, a
  * timeout, a deferral) — and one that may not load BPF reads everything the old way.
  */
@@ -122,6 +122,9 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
     await child.run({ op: 'listen', id: 'L6', family: 6, address: '::1' });
     await child.run({ op: 'udp', id: 'U', options: [[SOL_SOCKET, 6, 1]] }); // SO_BROADCAST
     await child.run({ op: 'listen_many', count: 30, prefix: 'm' });
+    // Every socket held by a second process too, under another name: two owners each,
+    // which the BPF owner scan must list as /proc does, in the same order.
+    await child.run({ op: 'fork', name: 'knetfork' });
   });
 
   afterAll(async () => {
@@ -136,8 +139,8 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
       const settings = options ? { options } : {};
       const alone = child.collect({ ...settings, bpf: 'off' });
       const pass = child.collect({ ...settings, bpf: 'on' });
-      expect(alone.bpf).toBe('none');
-      expect(pass.bpf).toBe('used');
+      expect(alone.bpf).toEqual({ owners: false, options: false });
+      expect(pass.bpf).toEqual({ owners: true, options: true });
       // Most sockets were settled by the pass alone; the two with a linger time and
       // timeouts (A) or a deferral (L) were duplicated and read.
       const tcp = pass.sockets.filter((s) => s.protocol === 'tcp' && s.options !== null).length;
@@ -146,6 +149,9 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
       else expect(pass.settledWithoutDuplicate).toBe(0); // the catalogue has options it cannot read
       expect(pass.warnings).toEqual(alone.warnings);
       expect(essentials(pass)).toEqual(essentials(alone));
+      // Two owners per socket, the fork's under its own name.
+      const listener = pass.sockets.find((s) => s.protocol === 'tcp' && s.state === 'LISTEN');
+      expect(listener?.processes.map((p) => p.command).sort()).toEqual(['knetfork', 'python3'].sort());
       // The values set above are there, read one way or the other.
       const accepted = pass.sockets.find(
         (s) => s.state === 'ESTABLISHED' && s.options?.SO_LINGER === 3 && s.options?.SO_RCVTIMEO === 2500,
@@ -170,14 +176,14 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
   it('hands the helper process only what the pass left, with the same result', () => {
     const alone = child.collect({ bpf: 'off', parallel: 'off' });
     const both = child.collect({ bpf: 'on', parallel: 'on' });
-    expect(both.bpf).toBe('used');
+    expect(both.bpf).toEqual({ owners: true, options: true });
     expect(both.helper).toBe('used');
     expect(essentials(both)).toEqual(essentials(alone));
   });
 
-  it('is not loaded for options it cannot settle', () => {
+  it('reads no options for options it cannot settle (the owners still come from BPF)', () => {
     const collection = child.collect({ options: ['IP_TTL', 'TCP_CONGESTION'], bpf: 'on' });
-    expect(collection.bpf).toBe('none');
+    expect(collection.bpf).toEqual({ owners: true, options: false });
     expect(collection.warnings).toEqual([]);
   });
 
@@ -191,8 +197,9 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
       '--',
     ];
     const refused = child.collect({ options: KNETSTAT_SET, bpf: 'on' }, { wrap });
-    expect(refused.bpf).toBe('none');
+    expect(refused.bpf).toEqual({ owners: false, options: false });
     expect(refused.warnings).toContainEqual(expect.stringMatching(/BPF pass failed \(needs CAP_BPF/));
+    expect(refused.warnings).toContainEqual(expect.stringMatching(/BPF owner scan failed \(needs CAP_BPF/));
     const alone = child.collect({ options: KNETSTAT_SET, bpf: 'off' });
     expect(essentials(refused)).toEqual(essentials(alone));
   });

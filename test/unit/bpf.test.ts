@@ -11,6 +11,7 @@ import { prepareTcpProgram, TcpOptionRecords } from '../../src/options/bpf-tcp.j
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from '../../src/options/catalogue.js';
 import { optionsNeeded } from '../../src/options/display.js';
 import { plainCallsPerSocket } from '../../src/options/jobs.js';
+import { prepareOwnerProgram } from '../../src/procfs/bpf-owners.js';
 import { Assembler, Helper } from '../../src/sys/bpf.js';
 import { Btf, BtfKind, KERNEL_BTF } from '../../src/sys/btf.js';
 import { ProtocolError } from '../../src/sys/errors.js';
@@ -278,3 +279,32 @@ describe('what the BPF pass settles, from its records', () => {
     expect(old.value(0, spec('SO_BUF_LOCK'))).toBeUndefined();
   });
 });
+
+describe.skipIf(!existsSync(KERNEL_BTF))(
+  'both programs write only their own stack (skipped without kernel BTF)',
+  () => {
+    /** Helper ids called, and the registers stored through. */
+    function effects(program: Uint8Array) {
+      const helpers = new Set<number>();
+      const storedThrough = new Set<number>();
+      for (let at = 0; at < program.length; at += 8) {
+        const opcode = program[at] as number;
+        const cls = opcode & 0x07;
+        if (opcode === 0x85)
+          helpers.add(Buffer.from(program.buffer, program.byteOffset + at + 4, 4).readInt32LE(0));
+        if (cls === 0x02 || cls === 0x03) storedThrough.add((program[at + 1] as number) & 0x0f);
+      }
+      return { helpers: [...helpers].sort((a, b) => a - b), storedThrough: [...storedThrough] };
+    }
+
+    it('the owner program: loads, a socket test, bpf_seq_write', () => {
+      const { program } = prepareOwnerProgram(Btf.kernel());
+      expect(effects(program)).toEqual({ helpers: [Helper.seqWrite], storedThrough: [10] });
+    });
+
+    it('the options program', () => {
+      const { program } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
+      expect(effects(program).storedThrough).toEqual([10]);
+    });
+  },
+);
