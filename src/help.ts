@@ -24,8 +24,8 @@ Output:
                          netlink, or /proc/net when netlink is refused
       --no-helper        never start the helper process that shares the reads
                          on large listings (e.g. --json at 17,000+ sockets)
-      --no-bpf           never load the BPF program that reads most TCP options
-                         in one pass (as root, from 5,000 TCP sockets)
+      --no-bpf           never load the BPF programs that find owners and read
+                         most TCP options in one pass (as root, 5,000+ sockets)
   -h, --help             this help
   -V, --version          the version
 
