@@ -8,7 +8,13 @@ import type { ScanReply } from './helper/protocol.js';
 import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
-import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './options/bpf-pass.js';
+import {
+  BPF_MIN_TCP_SOCKETS,
+  type BpfPass,
+  hasCapabilities,
+  mayLoadBpf,
+  runBpfPass,
+} from './options/bpf-pass.js';
 import { BPF_SETTLED, plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
@@ -412,12 +418,20 @@ function bpfOwners(
 ): boolean {
   const mode = settings.bpf ?? 'auto';
   if (mode === 'off' || settings.fdAccess !== undefined || procRoot !== '/proc') return false;
-  if (mode === 'auto' && (sockets.length < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !inInitialPidNamespace()))
+  // It finds what a /proc scan by this process would only where that scan could read
+  // every process's fd table (CAP_DAC_READ_SEARCH) and its pids are the kernel's.
+  const seesAll = hasCapabilities(CAP_DAC_READ_SEARCH) && mayInspectAnyProcess();
+  if (
+    mode === 'auto' &&
+    (sockets.length < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !seesAll || !inInitialPidNamespace())
+  )
     return false;
   try {
     if (!inInitialPidNamespace())
       throw new Error('its pids are not the ones /proc shows here (another pid namespace)');
     if (!mayLoadBpf()) throw new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
+    if (!seesAll)
+      throw new Error('needs CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, to see what a /proc scan would');
     preparedOwners ??= prepareOwnerProgram(kernelBtf());
     scanOwnersWithBpf(preparedOwners, wanted, scan, sockets.length);
     return true;
@@ -430,6 +444,8 @@ function bpfOwners(
     return false;
   }
 }
+
+const CAP_DAC_READ_SEARCH = 2;
 
 /** The owner program, built once per process from the kernel's BTF. */
 let preparedOwners: PreparedOwnerProgram | undefined;

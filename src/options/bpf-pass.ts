@@ -39,17 +39,21 @@ const CAP_SYS_ADMIN = 21;
 const CAP_PERFMON = 38;
 const CAP_BPF = 39;
 
-/** Whether this process may load a tracing program: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN. */
-export function mayLoadBpf(): boolean {
+/** Whether this process has every one of the capabilities `caps` in its effective set. */
+export function hasCapabilities(...caps: number[]): boolean {
   try {
     const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
     if (match === null) return false;
-    const caps = BigInt(`0x${match[1]}`);
-    const has = (cap: number): boolean => ((caps >> BigInt(cap)) & 1n) === 1n;
-    return has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    const effective = BigInt(`0x${match[1]}`);
+    return caps.every((cap) => ((effective >> BigInt(cap)) & 1n) === 1n);
   } catch {
     return false;
   }
+}
+
+/** Whether this process may load a tracing program: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN. */
+export function mayLoadBpf(): boolean {
+  return hasCapabilities(CAP_SYS_ADMIN) || hasCapabilities(CAP_BPF, CAP_PERFMON);
 }
 
 export class BpfPass {
