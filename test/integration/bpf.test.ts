@@ -6,10 +6,11 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Collection, SocketRecord } from '../../src/model.js';
 import { mayLoadBpf } from '../../src/options/bpf-pass.js';
+import { optionsNeeded } from '../../src/options/display.js';
 import { KERNEL_BTF } from '../../src/sys/btf.js';
 import { netnsUnavailableReason, SocketChild } from '../helpers/netns.js';
+import { essentials } from '../helpers/records.js';
 
 const SOL_SOCKET = 1;
 const SOL_TCP = 6;
@@ -36,43 +37,8 @@ function reason(): string | null {
 }
 const skip = reason();
 
-/** What must not depend on how it was read (SO_INCOMING_CPU may change between reads). */
-function essentials(collection: Collection) {
-  return collection.sockets.map((s: SocketRecord) => {
-    const { SO_INCOMING_CPU: _cpu, ...options } = s.options ?? {};
-    return {
-      table: `${s.protocol}${s.family}`,
-      state: s.state,
-      local: s.local,
-      remote: s.remote,
-      processes: s.processes,
-      options: s.options ? options : null,
-      // Key order too: the JSON output shows options in the catalogue's order.
-      order: s.options ? Object.keys(options) : null,
-      optionsError: s.optionsError,
-    };
-  });
-}
-
-const KNETSTAT_SET = [
-  'SO_REUSEADDR',
-  'SO_REUSEPORT',
-  'SO_KEEPALIVE',
-  'TCP_KEEPIDLE',
-  'TCP_KEEPCNT',
-  'TCP_KEEPINTVL',
-  'TCP_USER_TIMEOUT',
-  'SO_BUF_LOCK',
-  'SO_RCVBUF',
-  'SO_SNDBUF',
-  'SO_RCVTIMEO',
-  'SO_SNDTIMEO',
-  'SO_LINGER',
-  'TCP_NODELAY',
-  'TCP_FASTOPEN',
-  'TCP_DEFER_ACCEPT',
-  'SO_BROADCAST',
-];
+/** The module's options, which the default text shows. */
+const KNETSTAT_SET = [...(optionsNeeded({ kind: 'knetstat' }) ?? [])];
 
 describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let child: SocketChild;

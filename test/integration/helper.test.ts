@@ -11,31 +11,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HelperProcess } from '../../src/helper/parent.js';
 import { PROTOCOL_FINGERPRINT, readMessage, writeMessage } from '../../src/helper/protocol.js';
-import type { Collection, SocketRecord } from '../../src/model.js';
 import * as libc from '../../src/sys/libc.js';
 import { netnsUnavailableReason, ROOT, SocketChild } from '../helpers/netns.js';
+import { essentials } from '../helpers/records.js';
 
 const skip = netnsUnavailableReason();
 
 const SOL_SOCKET = 1;
 const SOL_TCP = 6;
-
-/** What must not depend on who read it (SO_INCOMING_CPU may change between two reads). */
-function essentials(collection: Collection) {
-  return collection.sockets.map((s: SocketRecord) => {
-    const { SO_INCOMING_CPU: _cpu, ...options } = s.options ?? {};
-    return {
-      table: `${s.protocol}${s.family}`,
-      state: s.state,
-      local: s.local,
-      remote: s.remote,
-      inode: s.inode,
-      processes: s.processes,
-      options: s.options ? options : null,
-      optionsError: s.optionsError,
-    };
-  });
-}
 
 const FAKE = `${ROOT}test/helpers/fake-helper.mjs`;
 
