@@ -8,13 +8,7 @@ import type { ScanReply } from './helper/protocol.js';
 import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
-import {
-  BPF_MIN_TCP_SOCKETS,
-  type BpfPass,
-  hasCapabilities,
-  mayLoadBpf,
-  runBpfPass,
-} from './options/bpf-pass.js';
+import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './options/bpf-pass.js';
 import { BPF_SETTLED, plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
@@ -24,6 +18,7 @@ import {
   prepareOwnerProgram,
   scanOwnersWithBpf,
 } from './procfs/bpf-owners.js';
+import { CAP_DAC_READ_SEARCH, hasCapabilities } from './procfs/capabilities.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
 import { addOwner, listProcessIds, type OwnerScan, scanProcesses } from './procfs/owners.js';
@@ -354,11 +349,24 @@ function bpfPass(
     return undefined;
   const pass = runBpfPass(only, tcp);
   if (!(pass instanceof Error)) return pass;
-  const code = (pass as { code?: unknown }).code;
-  const quiet = code === 'ENOENT' || code === 'EPERM' || pass instanceof ProtocolError;
-  if (!quiet || mode === 'on')
-    warnings.push(`the BPF pass failed (${pass.message}); options were read with getsockopt instead`);
+  reportBpfFailure(pass, mode, 'the BPF pass', 'options were read with getsockopt instead', warnings);
   return undefined;
+}
+
+/**
+ * A BPF pass that could not run: silent in 'auto' for want of privilege, BTF or a type
+ * in the kernel's BTF (the old path does the same work), a warning otherwise.
+ */
+function reportBpfFailure(
+  error: unknown,
+  mode: CollectSettings['bpf'],
+  what: string,
+  instead: string,
+  warnings: string[],
+): void {
+  const code = (error as { code?: unknown }).code;
+  const quiet = code === 'ENOENT' || code === 'EPERM' || error instanceof ProtocolError;
+  if (!quiet || mode === 'on') warnings.push(`${what} failed (${(error as Error).message}); ${instead}`);
 }
 
 /**
@@ -437,15 +445,10 @@ function bpfOwners(
     return true;
   } catch (error) {
     scan.owners.clear();
-    const code = (error as { code?: unknown }).code;
-    const quiet = code === 'ENOENT' || code === 'EPERM' || error instanceof ProtocolError;
-    if (!quiet || mode === 'on')
-      warnings.push(`the BPF owner scan failed (${(error as Error).message}); /proc was scanned instead`);
+    reportBpfFailure(error, mode, 'the BPF owner scan', '/proc was scanned instead', warnings);
     return false;
   }
 }
-
-const CAP_DAC_READ_SEARCH = 2;
 
 /** The owner program, built once per process from the kernel's BTF. */
 let preparedOwners: PreparedOwnerProgram | undefined;

@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
+import { CAP_SYS_PTRACE, effectiveCapabilities } from '../procfs/capabilities.js';
 import * as libc from '../sys/libc.js';
 import {
   builtFile,
@@ -281,8 +282,6 @@ export function socketsInUse(procRoot: string): number {
   return total;
 }
 
-const CAP_SYS_PTRACE = 19;
-
 /**
  * Whether a helper may duplicate whatever this process may: with CAP_SYS_PTRACE, or
  * where Yama does not restrict ptrace (absent, or ptrace_scope 0). Under Yama's scope 1
@@ -293,12 +292,9 @@ const CAP_SYS_PTRACE = 19;
 export function mayInspectAnyProcess(): boolean {
   // Yama's scope 3 forbids ptrace access to everyone, CAP_SYS_PTRACE or not.
   if (yamaScope() === '3') return false;
-  try {
-    const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
-    if (match !== null && ((BigInt(`0x${match[1]}`) >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n) return true;
-  } catch {
-    return false;
-  }
+  const effective = effectiveCapabilities();
+  if (effective === null) return false;
+  if (((effective >> BigInt(CAP_SYS_PTRACE)) & 1n) === 1n) return true;
   const scope = yamaScope();
   // No Yama: same-user processes are reachable from anywhere.
   return scope === undefined || scope === '0';

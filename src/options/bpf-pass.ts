@@ -13,8 +13,8 @@
  * getsockopt converts from jiffies by the kernel's HZ; a deferral, which it converts
  * from retransmissions) is left to getsockopt.
  */
-import { readFileSync } from 'node:fs';
 import type { OptionValue, SocketRecord } from '../model.js';
+import { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, hasCapabilities } from '../procfs/capabilities.js';
 import { kernelBtf } from '../sys/btf.js';
 import * as libc from '../sys/libc.js';
 import {
@@ -34,22 +34,6 @@ const SOCK_BUF_LOCK_MASK = 3n;
  * for 4,000 sockets on the bench's VM.
  */
 export const BPF_MIN_TCP_SOCKETS = 5000;
-
-const CAP_SYS_ADMIN = 21;
-const CAP_PERFMON = 38;
-const CAP_BPF = 39;
-
-/** Whether this process has every one of the capabilities `caps` in its effective set. */
-export function hasCapabilities(...caps: number[]): boolean {
-  try {
-    const match = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
-    if (match === null) return false;
-    const effective = BigInt(`0x${match[1]}`);
-    return caps.every((cap) => ((effective >> BigInt(cap)) & 1n) === 1n);
-  } catch {
-    return false;
-  }
-}
 
 /** Whether this process may load a tracing program: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN. */
 export function mayLoadBpf(): boolean {

@@ -11,9 +11,8 @@
  */
 
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
-import { Assembler, Helper, loadIteratorProgram, readIterator, type Width } from '../sys/bpf.js';
+import { Assembler, Helper, runIteratorProgram, type Width } from '../sys/bpf.js';
 import { type Btf, BtfKind } from '../sys/btf.js';
-import { close } from '../sys/libc.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 
 /** Fields of struct tcp_sock the program copies, by path, and the width it reads. */
@@ -183,12 +182,8 @@ export function prepareTcpProgram(btf: Btf, optionNames: readonly string[]): Pre
  * kernel before bpf_getsockopt in iterators).
  */
 export function runTcpProgram(prepared: PreparedTcpProgram, expectedSockets: number): TcpOptionRecords {
-  const program = loadIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_tcp');
-  try {
-    // Room for the sockets the dump listed and some opened since.
-    const expected = prepared.layout.size * (expectedSockets + (expectedSockets >> 4) + 64);
-    return new TcpOptionRecords(prepared.layout, readIterator(program, expected));
-  } finally {
-    close(program);
-  }
+  // Room for the sockets the dump listed and some opened since.
+  const expected = prepared.layout.size * (expectedSockets + (expectedSockets >> 4) + 64);
+  const bytes = runIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_tcp', expected);
+  return new TcpOptionRecords(prepared.layout, bytes);
 }

@@ -14,9 +14,8 @@
 
 import { readlinkSync } from 'node:fs';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
-import { Assembler, loadIteratorProgram, readIterator } from '../sys/bpf.js';
+import { Assembler, runIteratorProgram } from '../sys/bpf.js';
 import { type Btf, BtfKind } from '../sys/btf.js';
-import { close } from '../sys/libc.js';
 import { addOwner, type OwnerScan, readCommand } from './owners.js';
 
 /** The initial pid namespace's inode number (PROC_PID_INIT_INO), the same on every kernel. */
@@ -84,13 +83,8 @@ export function scanOwnersWithBpf(
   scan: OwnerScan,
   expectedFiles: number,
 ): void {
-  const program = loadIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_owners');
-  let bytes: Buffer;
-  try {
-    bytes = readIterator(program, RECORD * (expectedFiles + (expectedFiles >> 4) + 256));
-  } finally {
-    close(program);
-  }
+  const expected = RECORD * (expectedFiles + (expectedFiles >> 4) + 256);
+  const bytes = runIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_owners', expected);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const commands = new Map<number, string>();
   for (let at = 0; at + RECORD <= bytes.byteLength; at += RECORD) {

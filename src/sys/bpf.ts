@@ -196,7 +196,7 @@ const LOG_SIZE = 1 << 16;
  * Loads `program` as an iterator program attached to BTF function `attachBtfId` (for
  * example bpf_iter_tcp), licensed GPL (the helpers it calls require it): its fd.
  */
-export function loadIteratorProgram(program: Uint8Array, attachBtfId: number, name: string): number {
+function loadIteratorProgram(program: Uint8Array, attachBtfId: number, name: string): number {
   const license = Buffer.from('GPL\0');
   const log = Buffer.alloc(LOG_SIZE);
   const attr = Buffer.alloc(128);
@@ -226,12 +226,30 @@ export function loadIteratorProgram(program: Uint8Array, attachBtfId: number, na
 const LOAD_ATTEMPTS = 5;
 
 /**
- * Runs the iterator program `programFd` once over everything its iterator visits and
- * returns what it wrote, read into one buffer of about `expectedBytes` (grown if it is
- * more): no second copy of a stream that can be megabytes. The link and iterator fds
- * are closed before this returns; the program's fd stays the caller's.
+ * Loads `program` (see loadIteratorProgram), runs it once over everything its iterator
+ * visits, and returns what it wrote; every fd it opened — program, link, iterator — is
+ * closed before it returns, which unloads the program. `expectedBytes` sizes the buffer.
  */
-export function readIterator(programFd: number, expectedBytes = 1 << 16): Buffer {
+export function runIteratorProgram(
+  program: Uint8Array,
+  attachBtfId: number,
+  name: string,
+  expectedBytes: number,
+): Buffer {
+  const programFd = loadIteratorProgram(program, attachBtfId, name);
+  try {
+    return readIterator(programFd, expectedBytes);
+  } finally {
+    closeSync(programFd);
+  }
+}
+
+/**
+ * Runs the iterator program `programFd` once and returns what it wrote, read into one
+ * buffer of about `expectedBytes` (grown if it is more): no second copy of a stream that
+ * can be megabytes. The link and iterator fds are closed before this returns.
+ */
+function readIterator(programFd: number, expectedBytes: number): Buffer {
   const linkAttr = Buffer.alloc(64);
   linkAttr.writeUInt32LE(programFd, 0);
   linkAttr.writeUInt32LE(BPF_TRACE_ITER, 8);
