@@ -6,26 +6,35 @@
  * it to getsockopt (undefined). A socket whose options the pass settles entirely is
  * never duplicated at all.
  *
- * The fields stand in only where their meaning is exact: a receive or send timeout of
- * MAX_SCHEDULE_TIMEOUT is getsockopt's {0, 0}, a clear SOCK_LINGER flag its l_onoff 0,
- * SO_BUF_LOCK is sk_userlocks & 3, TCP_FASTOPEN fastopenq.max_qlen, and a zero
- * rskq_defer_accept getsockopt's 0. Anything else (a timeout or linger time, which
- * getsockopt converts from jiffies by the kernel's HZ; a deferral, which it converts
- * from retransmissions) is left to getsockopt.
+ * Fields stand in for getsockopt where its answer is the field itself or the field
+ * converted with the kernel's own arithmetic (kernel-units.ts): SO_RCVTIMEO and
+ * SO_SNDTIMEO from sk_rcvtimeo and sk_sndtimeo in jiffies, SO_LINGER from the SOCK_LINGER
+ * flag and sk_lingertime, SO_BUF_LOCK as sk_userlocks & 3, TCP_FASTOPEN as
+ * fastopenq.max_qlen, TCP_DEFER_ACCEPT from rskq_defer_accept in retransmissions. Where
+ * this kernel's HZ or deferral constants could not be learnt, only the values that need
+ * no conversion (no timeout, linger off, no deferral) are settled; the rest is read by
+ * getsockopt.
  */
 import type { OptionValue, SocketRecord } from '../model.js';
 import { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, hasCapabilities } from '../procfs/capabilities.js';
 import { kernelBtf } from '../sys/btf.js';
-import * as libc from '../sys/libc.js';
 import {
   type PreparedTcpProgram,
   prepareTcpProgram,
   runTcpProgram,
   type TcpOptionRecords,
 } from './bpf-tcp.js';
-import { BPF_READABLE_TCP_OPTIONS, type OptionSpec, SOL_SOCKET } from './catalogue.js';
+import { BPF_READABLE_TCP_OPTIONS, type OptionSpec } from './catalogue.js';
+import {
+  DEFER_ACCEPT_TIMES,
+  type KernelUnits,
+  LONG_MAX,
+  lingerSeconds,
+  probeKernelUnits,
+  retransmitsToSeconds,
+  timeoutMilliseconds,
+} from './kernel-units.js';
 
-const LONG_MAX = 0x7fffffffffffffffn;
 const SOCK_BUF_LOCK_MASK = 3n;
 
 /**
@@ -47,8 +56,8 @@ export class BpfPass {
   constructor(
     private readonly records: TcpOptionRecords,
     private readonly lingerBit: bigint,
-    /** Whether getsockopt knows SO_BUF_LOCK here (Linux 5.14+): where not, neither may the pass. */
-    private readonly bufLock: boolean,
+    /** This kernel's HZ and deferral constants; where getsockopt lacks SO_BUF_LOCK, so does the pass. */
+    private readonly units: KernelUnits,
   ) {
     records.optionNames.forEach((name, i) => {
       this.optionIndex.set(name, i);
@@ -69,48 +78,48 @@ export class BpfPass {
   /** The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it. */
   value(record: number, spec: OptionSpec): OptionValue | undefined {
     const r = this.records;
+    const hz = this.units.hz;
     const i = this.optionIndex.get(spec.name);
     if (i !== undefined) return r.option(record, i) ?? undefined;
     switch (spec.name) {
       case 'SO_RCVTIMEO':
-        return r.field(record, 'rcvtimeo') === LONG_MAX ? 0 : undefined;
+        return this.timeout(r.field(record, 'rcvtimeo'));
       case 'SO_SNDTIMEO':
-        return r.field(record, 'sndtimeo') === LONG_MAX ? 0 : undefined;
-      case 'SO_LINGER':
-        return (r.field(record, 'flags') & this.lingerBit) === 0n ? null : undefined;
+        return this.timeout(r.field(record, 'sndtimeo'));
+      case 'SO_LINGER': {
+        const on = (r.field(record, 'flags') & this.lingerBit) !== 0n;
+        if (!on) return null;
+        return hz === null ? undefined : lingerSeconds(on, r.field(record, 'lingerTime'), hz);
+      }
       case 'SO_BUF_LOCK':
-        return this.bufLock ? Number(r.field(record, 'userLocks') & SOCK_BUF_LOCK_MASK) : undefined;
+        return this.units.bufLock ? Number(r.field(record, 'userLocks') & SOCK_BUF_LOCK_MASK) : undefined;
       case 'TCP_FASTOPEN':
         return Number(r.field(record, 'fastopenMaxQueue'));
-      case 'TCP_DEFER_ACCEPT':
-        return r.field(record, 'deferAccept') === 0n ? 0 : undefined;
+      case 'TCP_DEFER_ACCEPT': {
+        const retransmits = Number(r.field(record, 'deferAccept'));
+        if (retransmits === 0) return 0;
+        return this.units.deferAccept ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES) : undefined;
+      }
       default:
         return undefined;
     }
+  }
+
+  /** A receive or send timeout: none needs no HZ, any other does. */
+  private timeout(jiffies: bigint): OptionValue | undefined {
+    if (jiffies === LONG_MAX) return timeoutMilliseconds(jiffies, 1);
+    return this.units.hz === null ? undefined : timeoutMilliseconds(jiffies, this.units.hz);
   }
 }
 
 interface Prepared {
   program: PreparedTcpProgram;
   lingerBit: bigint;
-  bufLock: boolean;
+  units: KernelUnits;
 }
 
 /** Per option list: what the kernel's BTF gave, kept for the next collection (watch mode). */
 const prepared = new Map<string, Prepared | Error>();
-
-const SO_BUF_LOCK = 72;
-const SOCK_STREAM = 1;
-
-/** Whether this kernel's getsockopt knows SO_BUF_LOCK, asked of a socket of our own. */
-function kernelKnowsBufLock(): boolean {
-  const probe = libc.socket(libc.AF_INET, SOCK_STREAM | libc.SOCK_CLOEXEC, 0);
-  try {
-    return libc.getsockoptRaw(probe, SOL_SOCKET, SO_BUF_LOCK, new Uint8Array(4), new Uint32Array(1)) >= 0;
-  } finally {
-    libc.close(probe);
-  }
-}
 
 function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
   const names = BPF_READABLE_TCP_OPTIONS.filter((name) => !only || only.has(name));
@@ -122,7 +131,7 @@ function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
       ready = {
         program: prepareTcpProgram(btf, names),
         lingerBit: 1n << BigInt(btf.enumValue('sock_flags', 'SOCK_LINGER')),
-        bufLock: kernelKnowsBufLock(),
+        units: probeKernelUnits(),
       };
     } catch (error) {
       ready = error instanceof Error ? error : new Error(String(error));
@@ -142,7 +151,7 @@ export function runBpfPass(only: ReadonlySet<string> | undefined, expectedSocket
   const ready = prepare(only);
   if (ready instanceof Error) return ready;
   try {
-    return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.lingerBit, ready.bufLock);
+    return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.lingerBit, ready.units);
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }

@@ -20,6 +20,7 @@ const FIELDS = {
   rcvtimeo: ['inet_conn', 'icsk_inet', 'sk', 'sk_rcvtimeo'],
   sndtimeo: ['inet_conn', 'icsk_inet', 'sk', 'sk_sndtimeo'],
   flags: ['inet_conn', 'icsk_inet', 'sk', '__sk_common', 'skc_flags'],
+  lingerTime: ['inet_conn', 'icsk_inet', 'sk', 'sk_lingertime'],
   fastopenMaxQueue: ['inet_conn', 'icsk_accept_queue', 'fastopenq', 'max_qlen'],
   userLocks: ['inet_conn', 'icsk_inet', 'sk', 'sk_userlocks'],
   deferAccept: ['inet_conn', 'icsk_accept_queue', 'rskq_defer_accept'],

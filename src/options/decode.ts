@@ -20,6 +20,16 @@ function viewOf(bytes: Uint8Array): DataView {
   return view;
 }
 
+/** A struct __kernel_sock_timeval as the milliseconds knetstat reports (0: no timeout). */
+export function timevalMilliseconds(seconds: bigint, microseconds: bigint): number {
+  return Number(seconds) * 1000 + Math.floor(Number(microseconds) / 1000);
+}
+
+/** A struct linger as knetstat reports it: null when off, else the seconds. */
+export function lingerValue(onoff: number, seconds: number): number | null {
+  return onoff === 0 ? null : seconds;
+}
+
 /**
  * Turns getsockopt's bytes into a value. Returns undefined when the kernel answered with
  * fewer bytes than the layout needs: such an option is absent, not guessed.
@@ -42,13 +52,14 @@ export function decodeOption(
       return length === 1 ? view.getUint8(at) : undefined;
     case 'timeval': {
       if (length < 16) return undefined;
-      const seconds = Number(view.getBigInt64(at, hostIsLittleEndian));
-      const microseconds = Number(view.getBigInt64(at + 8, hostIsLittleEndian));
-      return seconds * 1000 + Math.floor(microseconds / 1000);
+      return timevalMilliseconds(
+        view.getBigInt64(at, hostIsLittleEndian),
+        view.getBigInt64(at + 8, hostIsLittleEndian),
+      );
     }
     case 'linger': {
       if (length < 8) return undefined;
-      return view.getInt32(at, hostIsLittleEndian) === 0 ? null : view.getInt32(at + 4, hostIsLittleEndian);
+      return lingerValue(view.getInt32(at, hostIsLittleEndian), view.getInt32(at + 4, hostIsLittleEndian));
     }
     case 'string': {
       const end = bytes.subarray(0, length).indexOf(0);

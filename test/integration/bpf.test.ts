@@ -1,8 +1,9 @@
 /**
  * The BPF passes: a collection that finds owners and reads most TCP options with BPF
- * iterators gives exactly what one that scans /proc and duplicates every socket gives — for options at their defaults,
- * which the pass settles, and for the ones it leaves to getsockopt (a linger time, a
- * timeout, a deferral) — and one that may not load BPF reads everything the old way.
+ * iterators gives exactly what one that scans /proc and duplicates every socket gives — for
+ * options at their defaults and set, whether bpf_getsockopt reads them or the pass
+ * converts a field (a linger time, a timeout, a deferral) — and one that may not load BPF
+ * reads everything the old way.
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +28,11 @@ const TCP_KEEPCNT = 6;
 const TCP_DEFER_ACCEPT = 9;
 const TCP_USER_TIMEOUT = 18;
 const TCP_FASTOPEN = 23;
+const SO_PRIORITY = 12;
+const SO_RCVLOWAT = 18;
+const SO_TXREHASH = 74;
+const TCP_THIN_LINEAR_TIMEOUTS = 16;
+const TCP_SAVE_SYN = 27;
 
 function reason(): string | null {
   const netns = netnsUnavailableReason();
@@ -54,8 +60,11 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
         [SOL_SOCKET, SO_REUSEADDR, 1],
         [SOL_TCP, TCP_DEFER_ACCEPT, 5],
         [SOL_TCP, TCP_FASTOPEN, 16],
+        [SOL_TCP, TCP_SAVE_SYN, 1],
       ],
     });
+    // A deferral past TCP_RTO_MAX (120 s), where the retransmissions stop doubling.
+    await child.run({ op: 'listen', id: 'Llong', options: [[SOL_TCP, TCP_DEFER_ACCEPT, 400]] });
     await child.run({
       op: 'connect',
       id: 'C',
@@ -69,6 +78,10 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
         [SOL_TCP, TCP_USER_TIMEOUT, 1234],
         [SOL_TCP, TCP_NODELAY, 1],
         [SOL_SOCKET, SO_RCVBUF, 65536],
+        [SOL_SOCKET, SO_PRIORITY, 3],
+        [SOL_SOCKET, SO_RCVLOWAT, 100],
+        [SOL_SOCKET, SO_TXREHASH, 0],
+        [SOL_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1],
       ],
       accept_options: [
         [SOL_SOCKET, SO_LINGER, ['linger', 1, 3]],
@@ -107,11 +120,11 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
       const pass = child.collect({ ...settings, bpf: 'on' });
       expect(alone.bpf).toEqual({ owners: false, options: false });
       expect(pass.bpf).toEqual({ owners: true, options: true });
-      // Most sockets were settled by the pass alone; the two with a linger time and
-      // timeouts (A) or a deferral (L) were duplicated and read.
+      // The module's options of every TCP socket were settled by the pass alone: timeouts,
+      // linger times and deferrals converted with the HZ and constants learnt.
       const tcp = pass.sockets.filter((s) => s.protocol === 'tcp' && s.options !== null).length;
       expect(alone.settledWithoutDuplicate).toBe(0);
-      if (options) expect(pass.settledWithoutDuplicate).toBe(tcp - 2);
+      if (options) expect(pass.settledWithoutDuplicate).toBe(tcp);
       else expect(pass.settledWithoutDuplicate).toBe(0); // the catalogue has options it cannot read
       expect(pass.warnings).toEqual(alone.warnings);
       expect(essentials(pass)).toEqual(essentials(alone));
@@ -132,10 +145,18 @@ describe.skipIf(skip !== null)(`the BPF pass${skip ? ` (skipped: ${skip})` : ''}
         TCP_NODELAY: 1,
         SO_BUF_LOCK: 2,
       });
+      if (!options)
+        expect(client?.options).toMatchObject({
+          SO_PRIORITY: 3,
+          SO_RCVLOWAT: 100,
+          SO_TXREHASH: 0,
+          TCP_THIN_LINEAR_TIMEOUTS: 1,
+        });
       const listeners = pass.sockets.filter((s) => s.state === 'LISTEN' && s.protocol === 'tcp');
       expect(
         listeners.some((s) => s.options?.TCP_FASTOPEN === 16 && (s.options?.TCP_DEFER_ACCEPT as number) > 0),
       ).toBe(true);
+      expect(listeners.some((s) => s.options?.TCP_DEFER_ACCEPT === 487)).toBe(true);
     });
   }
 

@@ -203,6 +203,7 @@ describe('what the BPF pass settles, from its records', () => {
     sk_rcvtimeo: { offset: 272, size: 8 },
     sk_sndtimeo: { offset: 512, size: 8 },
     skc_flags: { offset: 96, size: 8 },
+    sk_lingertime: { offset: 280, size: 8 },
     max_qlen: { offset: 1072, size: 4 },
     sk_userlocks: { offset: 243, size: 1, bits: { shift: 4, width: 4 } },
     rskq_defer_accept: { offset: 1020, size: 1 },
@@ -216,7 +217,13 @@ describe('what the BPF pass settles, from its records', () => {
   const LONG_MAX = 0x7fffffffffffffffn;
 
   /** One socket's record: cookie 7, the two options (the second refused), the fields. */
-  function records(fields: { rcvtimeo: bigint; flags: bigint; userLocks: number; defer: number }) {
+  function records(fields: {
+    rcvtimeo: bigint;
+    flags: bigint;
+    userLocks: number;
+    defer: number;
+    linger?: bigint;
+  }) {
     const bytes = new Uint8Array(layout.size);
     const view = new DataView(bytes.buffer);
     view.setBigUint64(0, 7n, true);
@@ -225,6 +232,7 @@ describe('what the BPF pass settles, from its records', () => {
     view.setBigInt64(layout.fields.rcvtimeo.at, fields.rcvtimeo, true);
     view.setBigInt64(layout.fields.sndtimeo.at, LONG_MAX, true);
     view.setBigUint64(layout.fields.flags.at, fields.flags, true);
+    view.setBigUint64(layout.fields.lingerTime.at, fields.linger ?? 0n, true);
     view.setInt32(layout.fields.fastopenMaxQueue.at, 16, true);
     view.setUint8(layout.fields.userLocks.at, fields.userLocks);
     view.setUint8(layout.fields.deferAccept.at, fields.defer);
@@ -232,12 +240,14 @@ describe('what the BPF pass settles, from its records', () => {
   }
   const spec = (name: string) => OPTION_CATALOGUE.find((o) => o.name === name) as OptionSpec;
   const LINGER = 1n << 4n;
+  /** A kernel whose HZ and deferral constants were not learnt. */
+  const NO_HZ = { hz: null, deferAccept: false, bufLock: true };
 
   it('gives what bpf_getsockopt read, and nothing where it refused', () => {
     const pass = new BpfPass(
       records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0 }),
       LINGER,
-      true,
+      NO_HZ,
     );
     const record = pass.recordOf({ protocol: 'tcp', cookie: '7' } as never);
     expect(record).toBe(0);
@@ -248,11 +258,41 @@ describe('what the BPF pass settles, from its records', () => {
     expect(pass.value(record, spec('TCP_CORK'))).toBeUndefined();
   });
 
+  it('converts timeouts, linger times and deferrals as getsockopt does, where HZ is known', () => {
+    const units = { hz: 250, deferAccept: true, bufLock: true };
+    // 2.5 s in jiffies at HZ 250; linger 3 s; deferral of 3 retransmissions: 1 + 2 + 4 s.
+    const set = new BpfPass(
+      records({ rcvtimeo: 625n, flags: LINGER, userLocks: 0, defer: 3, linger: 750n }),
+      LINGER,
+      units,
+    );
+    expect(set.value(0, spec('SO_RCVTIMEO'))).toBe(2500);
+    expect(set.value(0, spec('SO_SNDTIMEO'))).toBe(0);
+    expect(set.value(0, spec('SO_LINGER'))).toBe(3);
+    expect(set.value(0, spec('TCP_DEFER_ACCEPT'))).toBe(7);
+    // One jiffy (4 ms); a linger time past MAX_SCHEDULE_TIMEOUT / HZ wraps in the C int.
+    const odd = new BpfPass(
+      records({ rcvtimeo: 1n, flags: LINGER, userLocks: 0, defer: 255, linger: LONG_MAX }),
+      LINGER,
+      units,
+    );
+    expect(odd.value(0, spec('SO_RCVTIMEO'))).toBe(4);
+    expect(odd.value(0, spec('SO_LINGER'))).toBe(Number(BigInt.asIntN(32, LONG_MAX / 250n)));
+    expect(odd.value(0, spec('TCP_DEFER_ACCEPT'))).toBe(29887);
+    // Linger off: whatever time is left in sk_lingertime.
+    const off = new BpfPass(
+      records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0, linger: 750n }),
+      LINGER,
+      units,
+    );
+    expect(off.value(0, spec('SO_LINGER'))).toBeNull();
+  });
+
   it('settles field-read options at their defaults, and leaves the others to getsockopt', () => {
     const defaults = new BpfPass(
       records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0 }),
       LINGER,
-      true,
+      NO_HZ,
     );
     expect(defaults.value(0, spec('SO_RCVTIMEO'))).toBe(0);
     expect(defaults.value(0, spec('SO_SNDTIMEO'))).toBe(0);
@@ -264,18 +304,17 @@ describe('what the BPF pass settles, from its records', () => {
     const set = new BpfPass(
       records({ rcvtimeo: 250n, flags: LINGER | 1n, userLocks: 0x70 | 0x0f, defer: 3 }),
       LINGER,
-      true,
+      NO_HZ,
     );
     expect(set.value(0, spec('SO_RCVTIMEO'))).toBeUndefined();
     expect(set.value(0, spec('SO_LINGER'))).toBeUndefined();
     expect(set.value(0, spec('TCP_DEFER_ACCEPT'))).toBeUndefined();
     expect(set.value(0, spec('SO_BUF_LOCK'))).toBe(3);
     // A kernel whose getsockopt does not know SO_BUF_LOCK: nor does the pass.
-    const old = new BpfPass(
-      records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0x30, defer: 0 }),
-      LINGER,
-      false,
-    );
+    const old = new BpfPass(records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0x30, defer: 0 }), LINGER, {
+      ...NO_HZ,
+      bufLock: false,
+    });
     expect(old.value(0, spec('SO_BUF_LOCK'))).toBeUndefined();
   });
 });
