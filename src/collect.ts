@@ -5,7 +5,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { HelperProcess, helperWorthwhile, mayInspectAnyProcess, splitProcesses } from './helper/parent.js';
 import type { ScanReply } from './helper/protocol.js';
-import type { Collection, Family, HelperUse, Protocol, SocketRecord, Source, TableName } from './model.js';
+import type {
+  Collection,
+  DiagIndicator,
+  Family,
+  HelperUse,
+  Protocol,
+  SocketRecord,
+  Source,
+  TableName,
+} from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
 import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './options/bpf-pass.js';
@@ -22,7 +31,7 @@ import { CAP_DAC_READ_SEARCH, hasCapabilities } from './procfs/capabilities.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
 import { parseProcNetTable, procNetPath } from './procfs/net.js';
 import { addOwner, listProcessIds, type OwnerScan, scanProcesses } from './procfs/owners.js';
-import { deriveDiag, stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
+import { stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
 import { forgetKernelBtf, KERNEL_BTF, kernelBtf } from './sys/btf.js';
 import { ProtocolError, SystemCallError } from './sys/errors.js';
 
@@ -56,6 +65,11 @@ export interface CollectSettings {
    * The output is the same either way.
    */
   bpf?: 'auto' | 'on' | 'off';
+  /**
+   * Keep each TCP socket's tcp_info in `tcpInfo` (default true). The text listing, which
+   * shows none of it, sets false: `diag` is derived from it while parsing either way.
+   */
+  tcpInfo?: boolean;
   /** For tests: the helper's command line instead of Node running dist/helper/child.js. */
   helperCommand?: readonly string[];
   /** For tests: HELPER_PATIENCE_MS, how long past its due a helper may keep this process waiting. */
@@ -85,7 +99,10 @@ function newRecord(
     | 'tcpInfo'
     | 'memInfo'
     | 'optionFacts'
-  >,
+  > & {
+    /** The Diag indicator from tcp_info (InetDiagMessage.windowDiag); null without one. */
+    windowDiag: DiagIndicator | null;
+  },
 ): SocketRecord | null {
   const state = stateName(protocol, stateNumber);
   if (state === null) return null;
@@ -107,12 +124,9 @@ function newRecord(
     cookie: fields.cookie,
     uid: fields.uid,
     minisocket,
-    // Mini-sockets carry no tcp_info; their Diag is simply empty.
-    diag: minisocket
-      ? ''
-      : fields.tcpInfo === null && protocol === 'tcp' && state === 'ESTABLISHED'
-        ? null
-        : deriveDiag(protocol, state, fields.tcpInfo),
+    // Mini-sockets carry no tcp_info; their Diag is simply empty, as is that of any
+    // socket but an ESTABLISHED TCP one.
+    diag: minisocket || protocol !== 'tcp' || state !== 'ESTABLISHED' ? '' : fields.windowDiag,
     tcpInfo: fields.tcpInfo,
     memInfo: fields.memInfo,
     optionFacts: minisocket ? undefined : fields.optionFacts,
@@ -121,12 +135,18 @@ function newRecord(
   };
 }
 
-function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boolean): SocketRecord[] {
+function enumerateNetlink(
+  table: TableName,
+  warnings: string[],
+  optionFacts: boolean,
+  tcpInfo: boolean,
+): SocketRecord[] {
   const { protocol, family } = tableParts(table);
   const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), {
     protocol,
     family,
     optionFacts,
+    tcpInfo,
   });
   if (interrupted)
     warnings.push(
@@ -145,6 +165,7 @@ function enumerateNetlink(table: TableName, warnings: string[], optionFacts: boo
       cookie: m.cookie.toString(),
       uid: m.uid,
       tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
+      windowDiag: protocol === 'tcp' ? m.windowDiag : null,
       memInfo: m.memInfo,
       optionFacts: m.optionFacts,
     });
@@ -174,6 +195,7 @@ function enumerateProc(table: TableName, procRoot: string): SocketRecord[] {
       cookie: null,
       uid: entry.uid,
       tcpInfo: null,
+      windowDiag: null,
       memInfo: null,
       optionFacts: undefined,
     });
@@ -234,7 +256,10 @@ function enumerate(
     if (!tables.includes(table)) continue;
     if (source === 'netlink') {
       try {
-        byTable.set(table, enumerateNetlink(table, warnings, settings.options !== false));
+        byTable.set(
+          table,
+          enumerateNetlink(table, warnings, settings.options !== false, settings.tcpInfo !== false),
+        );
         continue;
       } catch (error) {
         const refused =

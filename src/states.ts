@@ -60,11 +60,24 @@ export function deriveDiag(
 ): DiagIndicator | null {
   if (protocol !== 'tcp' || state !== 'ESTABLISHED') return '';
   if (tcpInfo === null) return null;
-  const receiveWindowClosed = tcpInfo.rcvWnd === 0;
-  const sendWindowClosed = tcpInfo.sndWnd === 0;
+  return diagOfWindows(tcpInfo.rcvWnd, tcpInfo.sndWnd, tcpInfo.unacked, tcpInfo.lastAckRecv);
+}
+
+/**
+ * The Diag indicator of an ESTABLISHED TCP socket from the four tcp_info fields it
+ * depends on (a window the kernel did not report is undefined, and never closed).
+ */
+export function diagOfWindows(
+  rcvWnd: number | undefined,
+  sndWnd: number | undefined,
+  unacked: number,
+  lastAckRecv: number,
+): DiagIndicator {
+  const receiveWindowClosed = rcvWnd === 0;
+  const sendWindowClosed = sndWnd === 0;
   if (receiveWindowClosed && sendWindowClosed) return '>|<';
   if (receiveWindowClosed) return '|<';
   if (sendWindowClosed) return '>|';
-  if (tcpInfo.unacked > 0 && tcpInfo.lastAckRecv > ACK_DELAY_THRESHOLD_MS) return '>#';
+  if (unacked > 0 && lastAckRecv > ACK_DELAY_THRESHOLD_MS) return '>#';
   return '';
 }

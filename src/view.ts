@@ -24,7 +24,8 @@ export interface Snapshot {
 
 /**
  * Only what the output needs is read: the text's Options column (or the knetstat set
- * for --summary), plus every option a --option filter names; --json carries them all.
+ * for --summary), plus every option a --option filter names; --json carries them all,
+ * and tcp_info too.
  */
 export function collectSettingsFor(request: CliRequest): CollectSettings {
   let options: Set<string> | undefined;
@@ -37,6 +38,8 @@ export function collectSettingsFor(request: CliRequest): CollectSettings {
     options,
     parallel: request.helper ? 'auto' : 'off',
     bpf: request.bpf ? 'auto' : 'off',
+    // Only --json shows tcp_info; the text needs just the Diag indicator derived from it.
+    tcpInfo: request.json,
   };
 }
 

@@ -93,6 +93,8 @@ export interface DumpRequest {
    * message's `optionFacts`, so that the option reader can skip those getsockopt calls.
    */
   optionFacts?: boolean;
+  /** Make each tcp_info into the message's `tcpInfo` (default true; see ParseSettings). */
+  tcpInfo?: boolean;
 }
 
 const bit = (attribute: number) => 1 << (attribute - 1);
@@ -126,6 +128,7 @@ function runDump(transport: DatagramTransport, request: DumpRequest, messages: I
     ),
   );
   const optionFacts = request.optionFacts === true;
+  const tcpInfo = request.tcpInfo !== false;
   let complete = true;
   for (;;) {
     const received = transport.receive();
@@ -136,7 +139,7 @@ function runDump(transport: DatagramTransport, request: DumpRequest, messages: I
     const datagram = datagramOf(received);
     const { bytes, view } = datagram;
     for (let offset = 0; offset < size; ) {
-      offset = readSocketMessages(datagram, offset, sequence, optionFacts, messages);
+      offset = readSocketMessages(datagram, offset, sequence, optionFacts, tcpInfo, messages);
       if (offset >= size) break; // past it when the last message is not padded to 4
       // Any other message: a stale reply, a socket flagged NLM_F_DUMP_INTR, the end.
       const length = netlinkMessageLength(view, offset, size);
@@ -149,7 +152,7 @@ function runDump(transport: DatagramTransport, request: DumpRequest, messages: I
       if (header.flags & NLM_F_DUMP_INTR) complete = false;
       switch (header.type) {
         case SOCK_DIAG_BY_FAMILY:
-          messages.push(readInetDiagMessage(datagram, start, end, optionFacts));
+          messages.push(readInetDiagMessage(datagram, start, end, optionFacts, tcpInfo));
           break;
         case NLMSG_DONE: {
           if (end - start >= 4) {
@@ -194,6 +197,7 @@ function readSocketMessages(
   offset: number,
   sequence: number,
   optionFacts: boolean,
+  tcpInfo: boolean,
   messages: InetDiagMessage[],
 ): number {
   const { view } = datagram;
@@ -206,7 +210,9 @@ function readSocketMessages(
       (view.getUint16(offset + 6, le) & NLM_F_DUMP_INTR) === 0 &&
       view.getUint32(offset + 8, le) === sequence;
     if (!plainSocket) break;
-    messages.push(readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts));
+    messages.push(
+      readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts, tcpInfo),
+    );
     offset += align4(length);
   }
   return offset;

@@ -22,6 +22,7 @@ import {
 } from '../../src/netlink/inet-diag.js';
 import { NLM_F_DUMP_INTR, NLM_F_MULTI, NLMSG_DONE, splitNetlinkMessages } from '../../src/netlink/message.js';
 import { type DatagramTransport, dumpInetSockets, MAX_DUMP_ATTEMPTS } from '../../src/netlink/sock-diag.js';
+import { diagOfWindows } from '../../src/states.js';
 import { ProtocolError, SystemCallError } from '../../src/sys/errors.js';
 import {
   CAPTURED_STATE_NUMBERS,
@@ -360,6 +361,21 @@ describe.skipIf(captureUnusableReason !== null)(
       expect(parsed?.rcvWnd !== undefined).toBe(length >= 236);
     });
 
+    it.each(TABLES)('%s: without tcpInfo, the same messages but tcp_info, and the same Diag', (table) => {
+      const { open } = replay(capturedDatagrams(table));
+      const lean = dumpInetSockets(open, { ...requestOf(table), tcpInfo: false }).messages;
+      const full = parseCaptured(table);
+      expect(lean).toEqual(full.map((m) => ({ ...m, tcpInfo: null })));
+      for (const m of full) {
+        const info = m.tcpInfo;
+        expect(m.windowDiag).toBe(
+          info ? diagOfWindows(info.rcvWnd, info.sndWnd, info.unacked, info.lastAckRecv) : null,
+        );
+      }
+      // Some sockets of the capture carry tcp_info: the comparison above is not vacuous.
+      expect(table.startsWith('tcp') ? full.some((m) => m.windowDiag !== null) : true).toBe(true);
+    });
+
     it.each(TABLES)('%s: the dump loop over the captured datagrams yields the same sockets', (table) => {
       const { open, opened } = replay(capturedDatagrams(table));
       const result = dumpInetSockets(open, requestOf(table));
@@ -464,10 +480,16 @@ describe.skipIf(captureUnusableReason !== null)(
             continue;
           }
           if ('value' in result) {
-            const { tcpInfo, memInfo, ...rest } = result.value;
-            const { tcpInfo: fullTcpInfo, memInfo: fullMemInfo, ...fullRest } = full;
+            const { tcpInfo, windowDiag, memInfo, ...rest } = result.value;
+            const {
+              tcpInfo: fullTcpInfo,
+              windowDiag: fullWindowDiag,
+              memInfo: fullMemInfo,
+              ...fullRest
+            } = full;
             expect(rest).toEqual(fullRest);
             if (tcpInfo !== null) expect(tcpInfo).toEqual(fullTcpInfo);
+            if (windowDiag !== null) expect(windowDiag).toEqual(fullWindowDiag);
             if (memInfo !== null) expect(memInfo).toEqual(fullMemInfo);
           }
           // Every attribute boundary is a valid end; the tcp_info attribute is whole only at the end.
@@ -578,6 +600,7 @@ describe.skipIf(notLittleEndian !== null)(
         uid: 14,
         inode: 15,
         tcpInfo: null,
+        windowDiag: null,
         memInfo: null,
       });
     });
