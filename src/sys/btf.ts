@@ -9,9 +9,10 @@
  * section of NUL-terminated names. Only what the lookups below need is read, lazily:
  * one pass indexes where each type starts.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import { ProtocolError } from './errors.js';
+import * as libc from './libc.js';
 
 export const KERNEL_BTF = '/sys/kernel/btf/vmlinux';
 
@@ -131,9 +132,34 @@ export class Btf {
     return new Btf(bytes);
   }
 
-  /** The running kernel's BTF; throws (ENOENT) where the kernel was built without it. */
+  /** The running kernel's BTF, read; throws (ENOENT) where the kernel was built without it. */
   static kernel(path = KERNEL_BTF): Btf {
     return new Btf(readFileSync(path));
+  }
+
+  /**
+   * The running kernel's BTF mapped rather than read, or null where the kernel does not
+   * let the file be mapped. sysfs hands the file out a page per read(2): 1,350 calls and
+   * 30–40 ms for the 5.5 MB of 6.18, against well under 10 ms to map it.
+   */
+  static mapKernel(path = KERNEL_BTF): Btf | null {
+    let memory: libc.MappedMemory;
+    try {
+      const fd = openSync(path, 'r');
+      try {
+        memory = libc.mapReadOnly(fd, fstatSync(fd).size);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      return null; // Btf.kernel reads it, or says why it cannot
+    }
+    try {
+      return new Btf(new Uint8Array(memory.bytes));
+    } catch (error) {
+      libc.unmap(memory);
+      throw error;
+    }
   }
 
   get typeCount(): number {
@@ -338,12 +364,17 @@ function kindName(kind: number): string {
 }
 
 let cachedKernelBtf: Btf | undefined;
+/** The mapped BTF, kept for the process: its pages are the kernel's, not this process's memory. */
+let mappedKernelBtf: Btf | null | undefined;
 
 /**
- * The running kernel's BTF, read once for however many programs one collection builds
- * (about 5 MB and 40–60 ms to read); forgetKernelBtf lets it go when the collection ends.
+ * The running kernel's BTF, once for however many programs one collection builds: mapped
+ * where the kernel allows it, else read (about 5 MB), and then forgetKernelBtf lets the
+ * copy go when the collection ends.
  */
 export function kernelBtf(): Btf {
+  if (mappedKernelBtf === undefined) mappedKernelBtf = existsSync(KERNEL_BTF) ? Btf.mapKernel() : null;
+  if (mappedKernelBtf) return mappedKernelBtf;
   cachedKernelBtf ??= Btf.kernel();
   return cachedKernelBtf;
 }

@@ -288,6 +288,16 @@ export function mapAnonymous(length: number): MappedMemory {
   return mapped(pointer, length);
 }
 
+/**
+ * mmap(2) all `length` bytes of file `fd` private and read-only (the kernel's BTF, which
+ * it maps from its own pages); throws where the file cannot be mapped. A write through
+ * the view would fault: callers only read.
+ */
+export function mapReadOnly(fd: number, length: number): MappedMemory {
+  const pointer = c.mmap(null, length, PROT_READ, MAP_PRIVATE, fd, 0);
+  return mapped(pointer, length);
+}
+
 export function unmap(memory: MappedMemory): void {
   if ((c.munmap(memory.pointer, memory.length) as number) < 0) fail('munmap');
 }
