@@ -17,7 +17,14 @@ import type {
 } from './model.js';
 import { TABLES } from './model.js';
 import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
-import { BPF_MIN_TCP_SOCKETS, type BpfPass, mayLoadBpf, runBpfPass } from './options/bpf-pass.js';
+import {
+  BPF_MIN_TCP_SOCKETS,
+  type BpfPass,
+  mayLoadBpf,
+  PendingBpfPass,
+  runBpfPass,
+  startBpfPass,
+} from './options/bpf-pass.js';
 import { BPF_SETTLED, plainCallsPerSocket } from './options/jobs.js';
 import type { FdAccess } from './options/reader.js';
 import { OptionReader, type OptionReadSummary } from './options/reader.js';
@@ -29,7 +36,7 @@ import {
 } from './procfs/bpf-owners.js';
 import { CAP_DAC_READ_SEARCH, hasCapabilities } from './procfs/capabilities.js';
 import { readRetaggingControllers } from './procfs/cgroups.js';
-import { parseProcNetTable, procNetPath } from './procfs/net.js';
+import { parseProcNetTable, procNetPath, tcpSocketsInUse } from './procfs/net.js';
 import { addOwner, listProcessIds, type OwnerScan, scanProcesses } from './procfs/owners.js';
 import { stateName, TCP_STATE_NEW_SYN_RECV, TCP_STATE_TIME_WAIT } from './states.js';
 import { forgetKernelBtf, KERNEL_BTF, kernelBtf } from './sys/btf.js';
@@ -361,6 +368,7 @@ function bpfPass(
   source: Source,
   sockets: readonly SocketRecord[],
   warnings: string[],
+  early: PendingBpfPass | Error | undefined,
 ): BpfPass | undefined {
   const mode = settings.bpf ?? 'auto';
   const only = settings.options;
@@ -368,14 +376,40 @@ function bpfPass(
   if (mode === 'off' || settings.fdAccess !== undefined || source === 'proc' || only === false)
     return undefined;
   if (!bpfCanSettle(only)) return undefined;
-  let tcp = 0;
-  for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
-  if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
-    return undefined;
-  const pass = runBpfPass(only, tcp);
+  let pass: BpfPass | Error;
+  if (early !== undefined) {
+    pass = early instanceof Error ? early : early.finish();
+  } else {
+    let tcp = 0;
+    for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
+    if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
+      return undefined;
+    pass = runBpfPass(only, tcp);
+  }
   if (!(pass instanceof Error)) return pass;
   reportBpfFailure(pass, mode, 'the BPF pass', 'options were read with getsockopt instead', warnings);
   return undefined;
+}
+
+/**
+ * The options pass started before the dump, on a thread (options/bpf-pass.ts,
+ * startBpfPass), where it will be wanted whatever the dump finds: under the conditions
+ * bpfPass checks after it, with sockstat's count of TCP sockets standing in for the
+ * dump's. Where sockstat counts too few, bpfPass decides after the dump as before.
+ */
+function startBpfPassEarly(
+  settings: CollectSettings,
+  tables: readonly TableName[],
+): PendingBpfPass | Error | undefined {
+  const mode = settings.bpf ?? 'auto';
+  const only = settings.options;
+  if (mode === 'off' || settings.fdAccess !== undefined || settings.source === 'proc' || only === false)
+    return undefined;
+  if (!bpfCanSettle(only) || !tables.some((table) => table.startsWith('tcp'))) return undefined;
+  const tcp = tcpSocketsInUse();
+  if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
+    return undefined;
+  return startBpfPass(only, tcp);
 }
 
 /**
@@ -510,6 +544,9 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   const split = wantOwners ? startHelper(settings, procRoot, helperFailed) : undefined;
   const helper = split?.helper;
   if (helper) helperUse = 'used';
+  // The options pass, where it is sure to be wanted, runs in the kernel on the second CPU
+  // while this thread dumps sock_diag.
+  const early = wantOwners ? startBpfPassEarly(settings, settings.tables ?? TABLES) : undefined;
   try {
     const enumerated = enumerate(settings, procRoot, warnings);
     let sockets = enumerated.sockets;
@@ -524,7 +561,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
         if (owners) s.processes = owners;
       }
       if (settings.options !== false) {
-        const pass = bpfPass(settings, enumerated.source, sockets, warnings);
+        const pass = bpfPass(settings, enumerated.source, sockets, warnings, early);
         bpfUse.options = pass !== undefined;
         sockets = readOptions(
           settings,
@@ -548,6 +585,9 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
       settledWithoutDuplicate: settled.count,
     };
   } finally {
+    // A pass started but not used (the dump failed, or fell back to /proc/net) still
+    // ends here: its thread is waited for and its program unloaded.
+    if (early instanceof PendingBpfPass) early.finish();
     helper?.close();
     forgetKernelBtf();
   }

@@ -12,27 +12,18 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readSync, writeSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { deserialize, serialize } from 'node:v8';
 import type { OptionValue } from '../model.js';
 import { OPTION_CATALOGUE } from '../options/catalogue.js';
 import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
+import { builtFile } from '../sys/built-file.js';
 import { SystemCallError } from '../sys/errors.js';
 import * as libc from '../sys/libc.js';
 
 /** Bumped when a message changes shape. */
 const PROTOCOL_VERSION = 2;
 
-/**
- * A file of the build, `path` relative to dist/. The tests import the sources, which
- * Node 20 cannot run: for them it is the built file too (npm test builds first).
- */
-export function builtFile(path: string): string {
-  const here = fileURLToPath(import.meta.url);
-  const dist = here.endsWith('.ts') ? resolve(dirname(here), '../../dist') : resolve(dirname(here), '..');
-  return join(dist, path);
-}
+export { builtFile };
 
 /**
  * The build this process was loaded from: dist/build-id.json, a hash of the compiled

@@ -19,9 +19,11 @@ import type { OptionValue, SocketRecord } from '../model.js';
 import { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, hasCapabilities } from '../procfs/capabilities.js';
 import { kernelBtf } from '../sys/btf.js';
 import {
+  type PendingTcpPass,
   type PreparedTcpProgram,
   prepareTcpProgram,
   runTcpProgram,
+  startTcpProgram,
   type TcpOptionRecords,
 } from './bpf-tcp.js';
 import { BPF_READABLE_TCP_OPTIONS, type OptionSpec } from './catalogue.js';
@@ -35,7 +37,7 @@ import {
   timeoutMilliseconds,
 } from './kernel-units.js';
 
-const SOCK_BUF_LOCK_MASK = 3n;
+const SOCK_BUF_LOCK_MASK = 3;
 
 /**
  * Below this many TCP sockets the pass costs more than it saves: reading the kernel's
@@ -55,7 +57,8 @@ export class BpfPass {
 
   constructor(
     private readonly records: TcpOptionRecords,
-    private readonly lingerBit: bigint,
+    /** SOCK_LINGER's bit number in sk_flags. */
+    private readonly lingerBit: number,
     /** This kernel's HZ and deferral constants; where getsockopt lacks SO_BUF_LOCK, so does the pass. */
     private readonly units: KernelUnits,
   ) {
@@ -83,20 +86,19 @@ export class BpfPass {
     if (i !== undefined) return r.option(record, i) ?? undefined;
     switch (spec.name) {
       case 'SO_RCVTIMEO':
-        return this.timeout(r.field(record, 'rcvtimeo'));
+        return this.timeout(record, 'rcvtimeo');
       case 'SO_SNDTIMEO':
-        return this.timeout(r.field(record, 'sndtimeo'));
+        return this.timeout(record, 'sndtimeo');
       case 'SO_LINGER': {
-        const on = (r.field(record, 'flags') & this.lingerBit) !== 0n;
-        if (!on) return null;
-        return hz === null ? undefined : lingerSeconds(on, r.field(record, 'lingerTime'), hz);
+        if (!r.longBit(record, 'flags', this.lingerBit)) return null;
+        return hz === null ? undefined : lingerSeconds(true, r.long(record, 'lingerTime'), hz);
       }
       case 'SO_BUF_LOCK':
-        return this.units.bufLock ? Number(r.field(record, 'userLocks') & SOCK_BUF_LOCK_MASK) : undefined;
+        return this.units.bufLock ? r.small(record, 'userLocks') & SOCK_BUF_LOCK_MASK : undefined;
       case 'TCP_FASTOPEN':
-        return Number(r.field(record, 'fastopenMaxQueue'));
+        return r.small(record, 'fastopenMaxQueue');
       case 'TCP_DEFER_ACCEPT': {
-        const retransmits = Number(r.field(record, 'deferAccept'));
+        const retransmits = r.small(record, 'deferAccept');
         if (retransmits === 0) return 0;
         return this.units.deferAccept ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES) : undefined;
       }
@@ -106,15 +108,16 @@ export class BpfPass {
   }
 
   /** A receive or send timeout: none needs no HZ, any other does. */
-  private timeout(jiffies: bigint): OptionValue | undefined {
-    if (jiffies === LONG_MAX) return timeoutMilliseconds(jiffies, 1);
-    return this.units.hz === null ? undefined : timeoutMilliseconds(jiffies, this.units.hz);
+  private timeout(record: number, field: 'rcvtimeo' | 'sndtimeo'): OptionValue | undefined {
+    if (this.records.longIsMax(record, field)) return timeoutMilliseconds(LONG_MAX, 1);
+    const hz = this.units.hz;
+    return hz === null ? undefined : timeoutMilliseconds(this.records.long(record, field), hz);
   }
 }
 
 interface Prepared {
   program: PreparedTcpProgram;
-  lingerBit: bigint;
+  lingerBit: number;
   units: KernelUnits;
 }
 
@@ -130,7 +133,7 @@ function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
       const btf = kernelBtf();
       ready = {
         program: prepareTcpProgram(btf, names),
-        lingerBit: 1n << BigInt(btf.enumValue('sock_flags', 'SOCK_LINGER')),
+        lingerBit: btf.enumValue('sock_flags', 'SOCK_LINGER'),
         units: probeKernelUnits(),
       };
     } catch (error) {
@@ -147,12 +150,61 @@ function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
  * program). The caller reads every option with getsockopt then, as without the pass.
  */
 export function runBpfPass(only: ReadonlySet<string> | undefined, expectedSockets: number): BpfPass | Error {
-  if (!mayLoadBpf()) return new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
-  const ready = prepare(only);
+  const ready = prepareIfAllowed(only);
   if (ready instanceof Error) return ready;
   try {
     return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.lingerBit, ready.units);
   } catch (error) {
-    return error instanceof Error ? error : new Error(String(error));
+    return asError(error);
+  }
+}
+
+function prepareIfAllowed(only: ReadonlySet<string> | undefined): Prepared | Error {
+  if (!mayLoadBpf()) return new Error('needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN');
+  return prepare(only);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** A pass started before the dump (startBpfPass): finished, or abandoned, once. */
+export class PendingBpfPass {
+  constructor(
+    private readonly pending: PendingTcpPass,
+    private readonly ready: Prepared,
+  ) {}
+
+  private outcome: BpfPass | Error | undefined;
+
+  /** The pass, or why it failed (runBpfPass's outcomes); the same on a second call. */
+  finish(): BpfPass | Error {
+    if (this.outcome === undefined) {
+      try {
+        this.outcome = new BpfPass(this.pending.finish(), this.ready.lingerBit, this.ready.units);
+      } catch (error) {
+        this.outcome = asError(error);
+      }
+    }
+    return this.outcome;
+  }
+}
+
+/**
+ * runBpfPass begun now and read on a thread (bpf-tcp.ts, startTcpProgram), for a caller
+ * that has other work before it needs the values: the sock_diag dump. Settling is the
+ * same: records are found by cookie, and a socket the pass did not see (one opened
+ * after it) is read with getsockopt.
+ */
+export function startBpfPass(
+  only: ReadonlySet<string> | undefined,
+  expectedSockets: number,
+): PendingBpfPass | Error {
+  const ready = prepareIfAllowed(only);
+  if (ready instanceof Error) return ready;
+  try {
+    return new PendingBpfPass(startTcpProgram(ready.program, expectedSockets), ready);
+  } catch (error) {
+    return asError(error);
   }
 }

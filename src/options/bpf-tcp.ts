@@ -11,8 +11,9 @@
  */
 
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
-import { Assembler, Helper, runIteratorProgram, type Width } from '../sys/bpf.js';
+import { Assembler, Helper, IteratorRun, runIteratorProgram, type Width } from '../sys/bpf.js';
 import { type Btf, BtfKind } from '../sys/btf.js';
+import { IteratorThread } from '../sys/iterator-thread.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 
 /** Fields of struct tcp_sock the program copies, by path, and the width it reads. */
@@ -136,22 +137,50 @@ export class TcpOptionRecords {
     return this.view.getInt32(record + 8 + 4 * i, hostIsLittleEndian);
   }
 
-  /** A copied field, as a bigint (longs and flags words are 64 bits); a bitfield's bits alone. */
-  field(record: number, name: TcpField): bigint {
+  /** A copied field of 1, 2 or 4 bytes (an int, u8 or u16), or a bitfield's bits alone. */
+  small(record: number, name: TcpField): number {
     const { at, width, bits } = this.layout.fields[name];
     const v = this.view;
     switch (width) {
       case 1: {
         const byte = v.getUint8(record + at);
-        return BigInt(bits ? (byte >> bits.shift) & ((1 << bits.width) - 1) : byte);
+        return bits ? (byte >> bits.shift) & ((1 << bits.width) - 1) : byte;
       }
       case 2:
-        return BigInt(v.getUint16(record + at, hostIsLittleEndian));
+        return v.getUint16(record + at, hostIsLittleEndian);
       case 4:
-        return BigInt(v.getInt32(record + at, hostIsLittleEndian));
+        return v.getInt32(record + at, hostIsLittleEndian);
       default:
-        return v.getBigInt64(record + at, hostIsLittleEndian);
+        throw new Error(`tcp_sock field ${name} is ${width} bytes, not a small one`);
     }
+  }
+
+  /** A copied field of 8 bytes (a long): the rare caller that needs its value. */
+  long(record: number, name: TcpField): bigint {
+    return this.view.getBigInt64(record + this.longAt(name), hostIsLittleEndian);
+  }
+
+  /** Whether a long field is LONG_MAX (a timeout never set): no bigint made, as for nearly every socket. */
+  longIsMax(record: number, name: TcpField): boolean {
+    const at = record + this.longAt(name);
+    const [low, high] = hostIsLittleEndian ? [at, at + 4] : [at + 4, at];
+    return (
+      this.view.getUint32(high, hostIsLittleEndian) === 0x7fffffff &&
+      this.view.getUint32(low, hostIsLittleEndian) === 0xffffffff
+    );
+  }
+
+  /** Bit `bit` (below 64) of a long field, such as a flags word. */
+  longBit(record: number, name: TcpField, bit: number): boolean {
+    const at = record + this.longAt(name);
+    const word = bit < 32 === hostIsLittleEndian ? at : at + 4;
+    return ((this.view.getUint32(word, hostIsLittleEndian) >>> (bit & 31)) & 1) === 1;
+  }
+
+  private longAt(name: TcpField): number {
+    const { at, width } = this.layout.fields[name];
+    if (width !== 8) throw new Error(`tcp_sock field ${name} is ${width} bytes, not a long`);
+    return at;
   }
 
   get optionNames(): string[] {
@@ -183,8 +212,64 @@ export function prepareTcpProgram(btf: Btf, optionNames: readonly string[]): Pre
  * kernel before bpf_getsockopt in iterators).
  */
 export function runTcpProgram(prepared: PreparedTcpProgram, expectedSockets: number): TcpOptionRecords {
-  // Room for the sockets the dump listed and some opened since.
-  const expected = prepared.layout.size * (expectedSockets + (expectedSockets >> 4) + 64);
-  const bytes = runIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_tcp', expected);
+  const bytes = runIteratorProgram(
+    prepared.program,
+    prepared.attachBtfId,
+    PROGRAM_NAME,
+    expectedBytes(prepared, expectedSockets),
+  );
   return new TcpOptionRecords(prepared.layout, bytes);
+}
+
+const PROGRAM_NAME = 'knetstat_tcp';
+
+/** Room for the sockets expected and some opened since. */
+function expectedBytes(prepared: PreparedTcpProgram, expectedSockets: number): number {
+  return prepared.layout.size * (expectedSockets + (expectedSockets >> 4) + 64);
+}
+
+/**
+ * How long the main thread waits, after its own work, for a pass read on a thread: far
+ * more than any real one takes (80 ms for 36,000 sockets here); past it, getsockopt
+ * reads the options.
+ */
+const THREAD_PATIENCE_MS = 20_000;
+
+/** A pass begun on the reader thread (startTcpProgram), to be finished once. */
+export class PendingTcpPass {
+  constructor(
+    private readonly layout: Layout,
+    private readonly run: IteratorRun,
+    private readonly thread: IteratorThread,
+  ) {}
+
+  /** Waits for the thread's records; the program is unloaded whatever the outcome. */
+  finish(): TcpOptionRecords {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.thread.wait(THREAD_PATIENCE_MS);
+    } finally {
+      this.run.close();
+    }
+    return new TcpOptionRecords(this.layout, bytes);
+  }
+}
+
+/**
+ * runTcpProgram's pass started and read on a thread, so that the kernel runs it on the
+ * second CPU while this thread dumps sock_diag; `finish` collects it. Throws as
+ * runTcpProgram does where the kernel refuses the program.
+ */
+export function startTcpProgram(prepared: PreparedTcpProgram, expectedSockets: number): PendingTcpPass {
+  const run = IteratorRun.start(prepared.program, prepared.attachBtfId, PROGRAM_NAME);
+  try {
+    return new PendingTcpPass(
+      prepared.layout,
+      run,
+      IteratorThread.start(run.fd, expectedBytes(prepared, expectedSockets)),
+    );
+  } catch (error) {
+    run.close();
+    throw error;
+  }
 }

@@ -3,6 +3,7 @@
  * Each line: `sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ...`,
  * addresses as the kernel's %08X of each 32-bit word in host order.
  */
+import { readFileSync } from 'node:fs';
 import { formatIPv4, formatIPv6 } from '../address.js';
 import type { Endpoint, Family, Protocol } from '../model.js';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
@@ -82,4 +83,34 @@ export function parseProcNetTable(text: string, family: Family): ProcNetEntry[] 
 
 export function procNetPath(protocol: Protocol, family: Family, procRoot = '/proc'): string {
   return `${procRoot}/net/${protocol}${family === 6 ? '6' : ''}`;
+}
+
+/**
+ * The count after `label: inuse` in a /proc/net/sockstat file (e.g. "TCP: inuse 12 orphan
+ * 0 ..."), or 0 where there is no such line.
+ */
+export function parseSockstatInUse(text: string, label: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${label}: `));
+  const match = line ? /\binuse (\d+)/.exec(line) : null;
+  return match ? Number(match[1]) : 0;
+}
+
+/**
+ * About how many TCP sockets this network namespace holds (hashed ones, IPv4 and IPv6),
+ * from sockstat before any dump: enough to decide whether a BPF pass is worth starting
+ * early. 0 where sockstat cannot be read.
+ */
+export function tcpSocketsInUse(procRoot = '/proc'): number {
+  let total = 0;
+  for (const [file, label] of [
+    ['sockstat', 'TCP'],
+    ['sockstat6', 'TCP6'],
+  ] as const) {
+    try {
+      total += parseSockstatInUse(readFileSync(`${procRoot}/net/${file}`, 'latin1'), label);
+    } catch {
+      // No IPv6, or no /proc/net: no estimate from it.
+    }
+  }
+  return total;
 }

@@ -3,13 +3,14 @@
  * libbpf), loaded as a tracing program for an iterator (iter/tcp, iter/udp), attached
  * through a link, and read as a stream of the records it writes. The kernel's verifier
  * checks every program before it runs; the program, link and iterator live as long as
- * their fds, which readIterator closes.
+ * their fds, which IteratorRun closes.
  *
  * See include/uapi/linux/bpf.h for the instruction encoding and union bpf_attr.
  */
-import { closeSync, readSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { errnoName } from './errors.js';
 import * as libc from './libc.js';
+import { readToEnd } from './read-to-end.js';
 
 const BPF_PROG_LOAD = 5;
 const BPF_LINK_CREATE = 28;
@@ -226,59 +227,59 @@ function loadIteratorProgram(program: Uint8Array, attachBtfId: number, name: str
 const LOAD_ATTEMPTS = 5;
 
 /**
- * Loads `program` (see loadIteratorProgram), runs it once over everything its iterator
- * visits, and returns what it wrote; every fd it opened — program, link, iterator — is
- * closed before it returns, which unloads the program. `expectedBytes` sizes the buffer.
+ * An iterator program loaded, attached and opened: reading `fd` to its end runs it once
+ * over everything its iterator visits. Closing it closes the iterator, the link and the
+ * program, which unloads the program.
+ */
+export class IteratorRun {
+  private constructor(
+    private readonly programFd: number,
+    private readonly link: number,
+    /** The iterator: read it to its end for the program's output. */
+    readonly fd: number,
+  ) {}
+
+  /** Loads `program` (see loadIteratorProgram) and opens an iterator of it. */
+  static start(program: Uint8Array, attachBtfId: number, name: string): IteratorRun {
+    const programFd = loadIteratorProgram(program, attachBtfId, name);
+    let link = -1;
+    try {
+      const linkAttr = Buffer.alloc(64);
+      linkAttr.writeUInt32LE(programFd, 0);
+      linkAttr.writeUInt32LE(BPF_TRACE_ITER, 8);
+      link = bpfCommand(BPF_LINK_CREATE, 'BPF_LINK_CREATE', linkAttr);
+      const iterAttr = Buffer.alloc(16);
+      iterAttr.writeUInt32LE(link, 0);
+      return new IteratorRun(programFd, link, bpfCommand(BPF_ITER_CREATE, 'BPF_ITER_CREATE', iterAttr));
+    } catch (error) {
+      if (link >= 0) closeSync(link);
+      closeSync(programFd);
+      throw error;
+    }
+  }
+
+  close(): void {
+    closeSync(this.fd);
+    closeSync(this.link);
+    closeSync(this.programFd);
+  }
+}
+
+/**
+ * Loads `program`, runs it once over everything its iterator visits, and returns what it
+ * wrote (read into one buffer of about `expectedBytes`); every fd it opened is closed
+ * before it returns.
  */
 export function runIteratorProgram(
   program: Uint8Array,
   attachBtfId: number,
   name: string,
   expectedBytes: number,
-): Buffer {
-  const programFd = loadIteratorProgram(program, attachBtfId, name);
+): Uint8Array {
+  const run = IteratorRun.start(program, attachBtfId, name);
   try {
-    return readIterator(programFd, expectedBytes);
+    return readToEnd(run.fd, expectedBytes);
   } finally {
-    closeSync(programFd);
+    run.close();
   }
 }
-
-/**
- * Runs the iterator program `programFd` once and returns what it wrote, read into one
- * buffer of about `expectedBytes` (grown if it is more): no second copy of a stream that
- * can be megabytes. The link and iterator fds are closed before this returns.
- */
-function readIterator(programFd: number, expectedBytes: number): Buffer {
-  const linkAttr = Buffer.alloc(64);
-  linkAttr.writeUInt32LE(programFd, 0);
-  linkAttr.writeUInt32LE(BPF_TRACE_ITER, 8);
-  const link = bpfCommand(BPF_LINK_CREATE, 'BPF_LINK_CREATE', linkAttr);
-  try {
-    const iterAttr = Buffer.alloc(16);
-    iterAttr.writeUInt32LE(link, 0);
-    const iterator = bpfCommand(BPF_ITER_CREATE, 'BPF_ITER_CREATE', iterAttr);
-    try {
-      let buffer = Buffer.allocUnsafe(Math.max(expectedBytes, MIN_READ));
-      let filled = 0;
-      for (;;) {
-        if (buffer.length - filled < MIN_READ) {
-          const bigger = Buffer.allocUnsafe(buffer.length * 2);
-          buffer.copy(bigger, 0, 0, filled);
-          buffer = bigger;
-        }
-        const got = readSync(iterator, buffer, filled, buffer.length - filled, null);
-        if (got === 0) break;
-        filled += got;
-      }
-      return buffer.subarray(0, filled);
-    } finally {
-      closeSync(iterator);
-    }
-  } finally {
-    closeSync(link);
-  }
-}
-
-/** The least room a read is given: a page, more than any one record. */
-const MIN_READ = 4096;

@@ -255,14 +255,15 @@ describe('what the BPF pass settles, from its records', () => {
     return new TcpOptionRecords(layout, bytes);
   }
   const spec = (name: string) => OPTION_CATALOGUE.find((o) => o.name === name) as OptionSpec;
-  const LINGER = 1n << 4n;
+  const LINGER_BIT = 4;
+  const LINGER = 1n << BigInt(LINGER_BIT);
   /** A kernel whose HZ and deferral constants were not learnt. */
   const NO_HZ = { hz: null, deferAccept: false, bufLock: true };
 
   it('gives what bpf_getsockopt read, and nothing where it refused', () => {
     const pass = new BpfPass(
       records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0 }),
-      LINGER,
+      LINGER_BIT,
       NO_HZ,
     );
     const record = pass.recordOf({ protocol: 'tcp', cookie: '7' } as never);
@@ -279,7 +280,7 @@ describe('what the BPF pass settles, from its records', () => {
     // 2.5 s in jiffies at HZ 250; linger 3 s; deferral of 3 retransmissions: 1 + 2 + 4 s.
     const set = new BpfPass(
       records({ rcvtimeo: 625n, flags: LINGER, userLocks: 0, defer: 3, linger: 750n }),
-      LINGER,
+      LINGER_BIT,
       units,
     );
     expect(set.value(0, spec('SO_RCVTIMEO'))).toBe(2500);
@@ -289,7 +290,7 @@ describe('what the BPF pass settles, from its records', () => {
     // One jiffy (4 ms); a linger time past MAX_SCHEDULE_TIMEOUT / HZ wraps in the C int.
     const odd = new BpfPass(
       records({ rcvtimeo: 1n, flags: LINGER, userLocks: 0, defer: 255, linger: LONG_MAX }),
-      LINGER,
+      LINGER_BIT,
       units,
     );
     expect(odd.value(0, spec('SO_RCVTIMEO'))).toBe(4);
@@ -298,16 +299,29 @@ describe('what the BPF pass settles, from its records', () => {
     // Linger off: whatever time is left in sk_lingertime.
     const off = new BpfPass(
       records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0, linger: 750n }),
-      LINGER,
+      LINGER_BIT,
       units,
     );
     expect(off.value(0, spec('SO_LINGER'))).toBeNull();
+    // A flag in the flags word's upper half (SOCK_LINGER is bit 4 on 6.18; the word is 64 bits).
+    const high = new BpfPass(
+      records({ rcvtimeo: LONG_MAX, flags: 1n << 40n, userLocks: 0, defer: 0, linger: 500n }),
+      40,
+      units,
+    );
+    expect(high.value(0, spec('SO_LINGER'))).toBe(2);
+    expect(
+      new BpfPass(records({ rcvtimeo: LONG_MAX, flags: 1n << 39n, userLocks: 0, defer: 0 }), 40, units).value(
+        0,
+        spec('SO_LINGER'),
+      ),
+    ).toBeNull();
   });
 
   it('settles field-read options at their defaults, and leaves the others to getsockopt', () => {
     const defaults = new BpfPass(
       records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0, defer: 0 }),
-      LINGER,
+      LINGER_BIT,
       NO_HZ,
     );
     expect(defaults.value(0, spec('SO_RCVTIMEO'))).toBe(0);
@@ -319,7 +333,7 @@ describe('what the BPF pass settles, from its records', () => {
     // sk_userlocks 0b0111 in bits 4–7 (SNDBUF, RCVBUF and BIND locks): SO_BUF_LOCK 3.
     const set = new BpfPass(
       records({ rcvtimeo: 250n, flags: LINGER | 1n, userLocks: 0x70 | 0x0f, defer: 3 }),
-      LINGER,
+      LINGER_BIT,
       NO_HZ,
     );
     expect(set.value(0, spec('SO_RCVTIMEO'))).toBeUndefined();
@@ -327,10 +341,14 @@ describe('what the BPF pass settles, from its records', () => {
     expect(set.value(0, spec('TCP_DEFER_ACCEPT'))).toBeUndefined();
     expect(set.value(0, spec('SO_BUF_LOCK'))).toBe(3);
     // A kernel whose getsockopt does not know SO_BUF_LOCK: nor does the pass.
-    const old = new BpfPass(records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0x30, defer: 0 }), LINGER, {
-      ...NO_HZ,
-      bufLock: false,
-    });
+    const old = new BpfPass(
+      records({ rcvtimeo: LONG_MAX, flags: 0n, userLocks: 0x30, defer: 0 }),
+      LINGER_BIT,
+      {
+        ...NO_HZ,
+        bufLock: false,
+      },
+    );
     expect(old.value(0, spec('SO_BUF_LOCK'))).toBeUndefined();
   });
 });

@@ -3,12 +3,14 @@
  * moment as the sock_diag fixtures: checked against what the capture created, and against
  * the netlink parse of the same sockets.
  */
-import { endianness } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { endianness, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TableName } from '../../src/model.js';
 import { parseInetDiagMessage } from '../../src/netlink/inet-diag.js';
 import { splitNetlinkMessages } from '../../src/netlink/message.js';
-import { parseProcNetTable, procNetPath } from '../../src/procfs/net.js';
+import { parseProcNetTable, parseSockstatInUse, procNetPath, tcpSocketsInUse } from '../../src/procfs/net.js';
 import { ProtocolError } from '../../src/sys/errors.js';
 import {
   CAPTURED_STATE_NUMBERS,
@@ -153,5 +155,34 @@ describe('procNetPath', () => {
     expect(procNetPath('tcp', 6)).toBe('/proc/net/tcp6');
     expect(procNetPath('udp', 4, '/host/proc')).toBe('/host/proc/net/udp');
     expect(procNetPath('udp', 6)).toBe('/proc/net/udp6');
+  });
+});
+
+describe('the sockstat estimate of TCP sockets', () => {
+  const sockstat = [
+    'sockets: used 35988',
+    'TCP: inuse 26992 orphan 0 tw 3 alloc 35989 mem 0',
+    'UDP: inuse 2 mem 0',
+    '',
+  ].join('\n');
+
+  it('reads the inuse count of the line with its label, and 0 where there is none', () => {
+    expect(parseSockstatInUse(sockstat, 'TCP')).toBe(26992);
+    expect(parseSockstatInUse(sockstat, 'UDP')).toBe(2);
+    expect(parseSockstatInUse(sockstat, 'TCP6')).toBe(0);
+    expect(parseSockstatInUse('TCP6: inuse 7', 'TCP6')).toBe(7);
+    expect(parseSockstatInUse('TCP: orphan 0', 'TCP')).toBe(0);
+  });
+
+  it('adds IPv4 and IPv6 from a /proc, and is 0 without one', () => {
+    const root = mkdtempSync(join(tmpdir(), 'knetstat-sockstat-'));
+    mkdirSync(join(root, 'net'));
+    writeFileSync(join(root, 'net/sockstat'), sockstat);
+    writeFileSync(join(root, 'net/sockstat6'), 'TCP6: inuse 8\nUDP6: inuse 1\n');
+    expect(tcpSocketsInUse(root)).toBe(27000);
+    rmSync(join(root, 'net/sockstat6'));
+    expect(tcpSocketsInUse(root)).toBe(26992);
+    expect(tcpSocketsInUse(join(root, 'none'))).toBe(0);
+    rmSync(root, { recursive: true });
   });
 });

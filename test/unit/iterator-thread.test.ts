@@ -1,0 +1,54 @@
+/**
+ * The thread that reads a BPF iterator during the dump (sys/iterator-thread.ts), on
+ * plain files: what it reads arrives whole on the main thread, and a read that fails
+ * comes back as an error with its errno name rather than as a wait to the deadline.
+ */
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { IteratorThread } from '../../src/sys/iterator-thread.js';
+import { readToEnd } from '../../src/sys/read-to-end.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'knetstat-thread-'));
+afterAll(() => rmSync(dir, { recursive: true }));
+
+function fileOf(bytes: Uint8Array): number {
+  const path = join(dir, `f${Math.random()}`);
+  writeFileSync(path, bytes);
+  return openSync(path, 'r');
+}
+
+describe('reading to the end', () => {
+  // More than the 4096-byte least read and the guess, so that the buffer grows.
+  const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7) & 0xff);
+
+  it('reads everything however small the guess, into a buffer of its own', () => {
+    for (const guess of [0, 100, 70_000, 1 << 20]) {
+      const fd = fileOf(bytes);
+      const read = readToEnd(fd, guess);
+      closeSync(fd);
+      expect(Buffer.from(read).equals(Buffer.from(bytes))).toBe(true);
+    }
+  });
+
+  it('on the thread: the same bytes, moved to this one', () => {
+    const fd = fileOf(bytes);
+    const thread = IteratorThread.start(fd, 1000);
+    const read = thread.wait(20_000);
+    closeSync(fd);
+    expect(Buffer.from(read).equals(Buffer.from(bytes))).toBe(true);
+    // An empty stream is an empty result, not a failure.
+    const empty = fileOf(new Uint8Array(0));
+    expect(IteratorThread.start(empty, 10).wait(20_000).byteLength).toBe(0);
+    closeSync(empty);
+  });
+
+  it('on the thread: a read that fails is an error with its code', () => {
+    // A directory opens but cannot be read.
+    const fd = openSync(dir, 'r');
+    const thread = IteratorThread.start(fd, 1000);
+    expect(() => thread.wait(20_000)).toThrow(expect.objectContaining({ code: 'EISDIR' }));
+    closeSync(fd);
+  });
+});
