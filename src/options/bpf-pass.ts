@@ -6,27 +6,32 @@
  * it to getsockopt (undefined). A socket whose options the pass settles entirely is
  * never duplicated at all.
  *
- * Fields stand in for getsockopt where its answer is the field itself or the field
- * converted with the kernel's own arithmetic (kernel-units.ts): SO_RCVTIMEO and
- * SO_SNDTIMEO from sk_rcvtimeo and sk_sndtimeo in jiffies, SO_LINGER from the SOCK_LINGER
- * flag and sk_lingertime, SO_BUF_LOCK as sk_userlocks & 3, TCP_FASTOPEN as
- * fastopenq.max_qlen, TCP_DEFER_ACCEPT from rskq_defer_accept in retransmissions. Where
- * this kernel's HZ or deferral constants could not be learnt, only the values that need
- * no conversion (no timeout, linger off, no deferral) are settled; the rest is read by
- * getsockopt.
+ * bpf_getsockopt gives the options it answers (BPF_READABLE_TCP_OPTIONS) through the
+ * kernel's own getsockopt. For the others, fields stand in where getsockopt's answer is
+ * the field itself, a flag of sk_flags, or the field put through getsockopt's own
+ * arithmetic: jiffies into time (with the HZ kernel-units.ts learns), a deferral's
+ * retransmissions into seconds, a sysctl where the socket set nothing (tcp_fin_timeout,
+ * ip_default_ttl, tcp_pingpong_thresh). Where this kernel lacks a field or flag, or a
+ * fact could not be learnt, or the value needs more than the fields hold (a TCP_ULP
+ * name), getsockopt reads that option.
  */
 import type { OptionValue, SocketRecord } from '../model.js';
 import { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, hasCapabilities } from '../procfs/capabilities.js';
-import { kernelBtf } from '../sys/btf.js';
+import { type OptionDefaults, readOptionDefaults } from '../procfs/sysctl.js';
+import { type Btf, kernelBtf } from '../sys/btf.js';
+import { ProtocolError } from '../sys/errors.js';
 import {
+  FIELD_READ_TCP_OPTIONS,
   type PendingTcpPass,
   type PreparedTcpProgram,
   prepareTcpProgram,
   runTcpProgram,
   startTcpProgram,
+  type TcpField,
   type TcpOptionRecords,
 } from './bpf-tcp.js';
 import { BPF_READABLE_TCP_OPTIONS, type OptionSpec } from './catalogue.js';
+import { u64Value } from './decode.js';
 import {
   DEFER_ACCEPT_TIMES,
   type KernelUnits,
@@ -51,16 +56,38 @@ export function mayLoadBpf(): boolean {
   return hasCapabilities(CAP_SYS_ADMIN) || hasCapabilities(CAP_BPF, CAP_PERFMON);
 }
 
+/** Bits of sk_flags (enum sock_flags) some options test; null where this kernel has no such flag. */
+export interface SockFlagBits {
+  linger: number | null;
+  zerocopy: number | null;
+  receiveTimestamp: number | null;
+  receiveTimestampNs: number | null;
+  timestampNew: number | null;
+  urgentInline: number | null;
+  localRoute: number | null;
+}
+
+/** What the pass knows of this kernel, learnt once per process. */
+export interface KernelFacts {
+  units: KernelUnits;
+  flags: SockFlagBits;
+  /** Whether TCP_QUICKACK compares icsk_ack.pingpong with the tcp_pingpong_thresh sysctl (6.x). */
+  pingpongSysctl: boolean;
+}
+
+const TCP_NAGLE_CORK = 2;
+const SOF_TXTIME_DEADLINE_MODE = 1;
+const SOF_TXTIME_REPORT_ERRORS = 2;
+
 export class BpfPass {
   /** Index of each option in the records' list, by name. */
   private readonly optionIndex = new Map<string, number>();
 
   constructor(
     private readonly records: TcpOptionRecords,
-    /** SOCK_LINGER's bit number in sk_flags. */
-    private readonly lingerBit: number,
-    /** This kernel's HZ and deferral constants; where getsockopt lacks SO_BUF_LOCK, so does the pass. */
-    private readonly units: KernelUnits,
+    private readonly kernel: KernelFacts,
+    /** The sysctls read for this collection. */
+    private readonly defaults: OptionDefaults,
   ) {
     records.optionNames.forEach((name, i) => {
       this.optionIndex.set(name, i);
@@ -78,47 +105,176 @@ export class BpfPass {
     return this.records.find(socket.cookie);
   }
 
-  /** The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it. */
+  /**
+   * The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it.
+   * Each case is what the kernel's getsockopt returns (sk_getsockopt, do_tcp_getsockopt,
+   * do_ip_getsockopt), from the fields it reads.
+   */
   value(record: number, spec: OptionSpec): OptionValue | undefined {
     const r = this.records;
-    const hz = this.units.hz;
+    const hz = this.kernel.units.hz;
+    const flags = this.kernel.flags;
     const i = this.optionIndex.get(spec.name);
     if (i !== undefined) return r.option(record, i) ?? undefined;
     switch (spec.name) {
       case 'SO_RCVTIMEO':
-        return this.timeout(record, 'rcvtimeo');
+        return r.has('rcvtimeo') ? this.timeout(record, 'rcvtimeo') : undefined;
       case 'SO_SNDTIMEO':
-        return this.timeout(record, 'sndtimeo');
+        return r.has('sndtimeo') ? this.timeout(record, 'sndtimeo') : undefined;
       case 'SO_LINGER': {
-        if (!r.longBit(record, 'flags', this.lingerBit)) return null;
-        return hz === null ? undefined : lingerSeconds(true, r.long(record, 'lingerTime'), hz);
+        const on = this.flag(record, flags.linger);
+        if (on !== true) return on === false ? null : undefined;
+        return hz === null || !r.has('lingerTime')
+          ? undefined
+          : lingerSeconds(true, r.long(record, 'lingerTime'), hz);
       }
-      case 'SO_BUF_LOCK':
-        return this.units.bufLock ? r.small(record, 'userLocks') & SOCK_BUF_LOCK_MASK : undefined;
+      case 'SO_BUF_LOCK': {
+        const locks = this.small(record, 'userLocks');
+        return this.kernel.units.bufLock && locks !== undefined ? locks & SOCK_BUF_LOCK_MASK : undefined;
+      }
       case 'TCP_FASTOPEN':
-        return r.small(record, 'fastopenMaxQueue');
+        return this.small(record, 'fastopenMaxQueue');
       case 'TCP_DEFER_ACCEPT': {
-        const retransmits = r.small(record, 'deferAccept');
-        if (retransmits === 0) return 0;
-        return this.units.deferAccept ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES) : undefined;
+        const retransmits = this.small(record, 'deferAccept');
+        if (retransmits === undefined || retransmits === 0) return retransmits;
+        return this.kernel.units.deferAccept
+          ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES)
+          : undefined;
       }
+      // sk_getsockopt answers 1 for every socket: Linux keeps no send low-water mark.
+      case 'SO_SNDLOWAT':
+        return 1;
+      case 'SO_BUSY_POLL':
+        return this.small(record, 'busyPollUsec');
+      case 'SO_PREFER_BUSY_POLL':
+        return this.small(record, 'preferBusyPoll');
+      case 'SO_INCOMING_CPU':
+        return this.small(record, 'incomingCpu');
+      case 'SO_TIMESTAMPING':
+        return this.small(record, 'timestamping');
+      case 'SO_ZEROCOPY':
+        return this.flagValue(record, flags.zerocopy);
+      case 'SO_OOBINLINE':
+        return this.flagValue(record, flags.urgentInline);
+      case 'SO_DONTROUTE':
+        return this.flagValue(record, flags.localRoute);
+      case 'SO_TIMESTAMP': {
+        // Microsecond timestamps asked for the old way, not superseded by nanoseconds.
+        const on = this.flag(record, flags.receiveTimestamp);
+        const isNew = this.flag(record, flags.timestampNew);
+        const ns = this.flag(record, flags.receiveTimestampNs);
+        if (on === undefined || isNew === undefined || ns === undefined) return undefined;
+        return on && !isNew && !ns ? 1 : 0;
+      }
+      case 'SO_TIMESTAMPNS': {
+        const ns = this.flag(record, flags.receiveTimestampNs);
+        const isNew = this.flag(record, flags.timestampNew);
+        if (ns === undefined || isNew === undefined) return undefined;
+        return ns && !isNew ? 1 : 0;
+      }
+      case 'SO_TXTIME': {
+        const clock = this.small(record, 'txtimeClock');
+        const deadline = this.small(record, 'txtimeDeadline');
+        const errors = this.small(record, 'txtimeErrors');
+        if (clock === undefined || deadline === undefined || errors === undefined) return undefined;
+        const txtimeFlags =
+          (deadline ? SOF_TXTIME_DEADLINE_MODE : 0) | (errors ? SOF_TXTIME_REPORT_ERRORS : 0);
+        return `${clock}/${txtimeFlags}`;
+      }
+      case 'SO_MAX_PACING_RATE':
+        return r.has('maxPacingRate')
+          ? u64Value(BigInt.asUintN(64, r.long(record, 'maxPacingRate')))
+          : undefined;
+      case 'TCP_CORK': {
+        const nagle = this.small(record, 'nagle');
+        return nagle === undefined ? undefined : nagle & TCP_NAGLE_CORK ? 1 : 0;
+      }
+      case 'TCP_QUICKACK': {
+        // !inet_csk_in_pingpong_mode(sk): pingpong below the sysctl's threshold.
+        const pingpong = this.small(record, 'pingpong');
+        const threshold = this.defaults.pingpongThreshold;
+        if (pingpong === undefined || !this.kernel.pingpongSysctl || threshold === null) return undefined;
+        return pingpong >= threshold ? 0 : 1;
+      }
+      case 'TCP_LINGER2': {
+        // Negative (no FIN_WAIT2 timer) as it is; 0 is tcp_fin_timeout; else jiffies / HZ.
+        const linger2 = this.small(record, 'linger2');
+        if (linger2 === undefined || linger2 < 0) return linger2;
+        if (linger2 === 0) return this.defaults.finTimeout ?? undefined;
+        return hz === null ? undefined : Math.floor(linger2 / hz);
+      }
+      case 'TCP_ULP':
+        // No upper layer protocol: getsockopt answers with an empty name. A name is read.
+        return this.small(record, 'ulp') === 0 ? '' : undefined;
+      case 'TCP_FASTOPEN_CONNECT':
+        return this.small(record, 'fastopenConnect');
+      case 'TCP_TX_DELAY':
+        return this.small(record, 'txDelay');
+      case 'TCP_INQ':
+        return this.small(record, 'receiveQueueHint');
+      case 'IP_TTL': {
+        // uc_ttl -1: the namespace's ip_default_ttl.
+        const ttl = this.small(record, 'unicastTtl');
+        if (ttl === undefined || ttl >= 0) return ttl;
+        return this.defaults.defaultTtl ?? undefined;
+      }
+      case 'IP_MTU_DISCOVER':
+        return this.small(record, 'pmtuDiscovery');
+      case 'IP_MINTTL':
+        return this.small(record, 'minTtl');
       default:
         return undefined;
     }
   }
 
+  /** A small field, or undefined where this kernel lacks it. */
+  private small(record: number, field: TcpField): number | undefined {
+    return this.records.has(field) ? this.records.small(record, field) : undefined;
+  }
+
+  /** Flag `bit` of sk_flags, or undefined where this kernel lacks the flag. */
+  private flag(record: number, bit: number | null): boolean | undefined {
+    if (bit === null || !this.records.has('flags')) return undefined;
+    return this.records.longBit(record, 'flags', bit);
+  }
+
+  private flagValue(record: number, bit: number | null): number | undefined {
+    const on = this.flag(record, bit);
+    return on === undefined ? undefined : on ? 1 : 0;
+  }
+
   /** A receive or send timeout: none needs no HZ, any other does. */
   private timeout(record: number, field: 'rcvtimeo' | 'sndtimeo'): OptionValue | undefined {
     if (this.records.longIsMax(record, field)) return timeoutMilliseconds(LONG_MAX, 1);
-    const hz = this.units.hz;
+    const hz = this.kernel.units.hz;
     return hz === null ? undefined : timeoutMilliseconds(this.records.long(record, field), hz);
   }
 }
 
 interface Prepared {
   program: PreparedTcpProgram;
-  lingerBit: number;
-  units: KernelUnits;
+  kernel: KernelFacts;
+}
+
+/** Bit `name` of enum sock_flags in this kernel, or null where it has none. */
+function flagBit(btf: Btf, name: string): number | null {
+  try {
+    return btf.enumValue('sock_flags', name);
+  } catch (error) {
+    if (error instanceof ProtocolError) return null;
+    throw error;
+  }
+}
+
+/** Whether this kernel's struct netns_ipv4 has tcp_pingpong_thresh (do_tcp_getsockopt then compares with it). */
+function hasPingpongSysctl(btf: Btf): boolean {
+  try {
+    btf.field('netns_ipv4', ['sysctl_tcp_pingpong_thresh']);
+    return true;
+  } catch (error) {
+    if (error instanceof ProtocolError) return false;
+    throw error;
+  }
 }
 
 /** Per option list: what the kernel's BTF gave, kept for the next collection (watch mode). */
@@ -126,15 +282,28 @@ const prepared = new Map<string, Prepared | Error>();
 
 function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
   const names = BPF_READABLE_TCP_OPTIONS.filter((name) => !only || only.has(name));
-  const key = names.join(',');
+  const fieldOptions = new Set([...FIELD_READ_TCP_OPTIONS].filter((name) => !only || only.has(name)));
+  const key = `${names.join(',')}|${[...fieldOptions].join(',')}`;
   let ready = prepared.get(key);
   if (ready === undefined) {
     try {
       const btf = kernelBtf();
       ready = {
-        program: prepareTcpProgram(btf, names),
-        lingerBit: btf.enumValue('sock_flags', 'SOCK_LINGER'),
-        units: probeKernelUnits(),
+        program: prepareTcpProgram(btf, names, fieldOptions),
+        kernel: {
+          units: probeKernelUnits(),
+          pingpongSysctl: hasPingpongSysctl(btf),
+          flags: {
+            linger: flagBit(btf, 'SOCK_LINGER'),
+            zerocopy: flagBit(btf, 'SOCK_ZEROCOPY'),
+            receiveTimestamp: flagBit(btf, 'SOCK_RCVTSTAMP'),
+            receiveTimestampNs: flagBit(btf, 'SOCK_RCVTSTAMPNS'),
+            // Before 5.1 there is no SOCK_TSTAMP_NEW, and SO_TIMESTAMP* are read the old way.
+            timestampNew: flagBit(btf, 'SOCK_TSTAMP_NEW'),
+            urgentInline: flagBit(btf, 'SOCK_URGINLINE'),
+            localRoute: flagBit(btf, 'SOCK_LOCALROUTE'),
+          },
+        },
       };
     } catch (error) {
       ready = error instanceof Error ? error : new Error(String(error));
@@ -153,7 +322,7 @@ export function runBpfPass(only: ReadonlySet<string> | undefined, expectedSocket
   const ready = prepareIfAllowed(only);
   if (ready instanceof Error) return ready;
   try {
-    return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.lingerBit, ready.units);
+    return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.kernel, readOptionDefaults());
   } catch (error) {
     return asError(error);
   }
@@ -181,7 +350,7 @@ export class PendingBpfPass {
   finish(): BpfPass | Error {
     if (this.outcome === undefined) {
       try {
-        this.outcome = new BpfPass(this.pending.finish(), this.ready.lingerBit, this.ready.units);
+        this.outcome = new BpfPass(this.pending.finish(), this.ready.kernel, readOptionDefaults());
       } catch (error) {
         this.outcome = asError(error);
       }

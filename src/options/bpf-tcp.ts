@@ -12,30 +12,100 @@
 
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import { Assembler, Helper, IteratorRun, runIteratorProgram, type Width } from '../sys/bpf.js';
-import { type Btf, BtfKind } from '../sys/btf.js';
+import { type Btf, BtfKind, type FieldPlace } from '../sys/btf.js';
+import { ProtocolError } from '../sys/errors.js';
 import { IteratorThread } from '../sys/iterator-thread.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 
-/** Fields of struct tcp_sock the program copies, by path, and the width it reads. */
+/** The path from struct tcp_sock to its struct sock. */
+const SK = ['inet_conn', 'icsk_inet', 'sk'] as const;
+
+interface FieldSpec {
+  /** Where in struct tcp_sock, tried in order (members move between kernels). */
+  paths: ReadonlyArray<readonly string[]>;
+  /** The options whose values are worked out from it (bpf-pass.ts). */
+  for: readonly string[];
+  /** A signed integer narrower than 4 bytes, which the record's reader sign-extends. */
+  signed?: true;
+  /**
+   * A pointer of which the program writes only whether it is null, as one byte: no
+   * kernel address leaves the kernel.
+   */
+  nonNull?: true;
+}
+
+/**
+ * Fields of struct tcp_sock the program copies. Each is optional: where this kernel's
+ * BTF lacks it (another version, a configuration without it), the options that need it
+ * are left to getsockopt.
+ */
 const FIELDS = {
-  rcvtimeo: ['inet_conn', 'icsk_inet', 'sk', 'sk_rcvtimeo'],
-  sndtimeo: ['inet_conn', 'icsk_inet', 'sk', 'sk_sndtimeo'],
-  flags: ['inet_conn', 'icsk_inet', 'sk', '__sk_common', 'skc_flags'],
-  lingerTime: ['inet_conn', 'icsk_inet', 'sk', 'sk_lingertime'],
-  fastopenMaxQueue: ['inet_conn', 'icsk_accept_queue', 'fastopenq', 'max_qlen'],
-  userLocks: ['inet_conn', 'icsk_inet', 'sk', 'sk_userlocks'],
-  deferAccept: ['inet_conn', 'icsk_accept_queue', 'rskq_defer_accept'],
-} as const;
+  rcvtimeo: { paths: [[...SK, 'sk_rcvtimeo']], for: ['SO_RCVTIMEO'] },
+  sndtimeo: { paths: [[...SK, 'sk_sndtimeo']], for: ['SO_SNDTIMEO'] },
+  flags: {
+    paths: [[...SK, '__sk_common', 'skc_flags']],
+    for: ['SO_LINGER', 'SO_ZEROCOPY', 'SO_TIMESTAMP', 'SO_TIMESTAMPNS', 'SO_OOBINLINE', 'SO_DONTROUTE'],
+  },
+  lingerTime: { paths: [[...SK, 'sk_lingertime']], for: ['SO_LINGER'] },
+  fastopenMaxQueue: {
+    paths: [['inet_conn', 'icsk_accept_queue', 'fastopenq', 'max_qlen']],
+    for: ['TCP_FASTOPEN'],
+  },
+  userLocks: { paths: [[...SK, 'sk_userlocks']], for: ['SO_BUF_LOCK'] },
+  deferAccept: {
+    paths: [['inet_conn', 'icsk_accept_queue', 'rskq_defer_accept']],
+    for: ['TCP_DEFER_ACCEPT'],
+  },
+  busyPollUsec: { paths: [[...SK, 'sk_ll_usec']], for: ['SO_BUSY_POLL'] },
+  preferBusyPoll: { paths: [[...SK, 'sk_prefer_busy_poll']], for: ['SO_PREFER_BUSY_POLL'] },
+  incomingCpu: {
+    paths: [
+      [...SK, '__sk_common', 'skc_incoming_cpu'],
+      [...SK, 'sk_incoming_cpu'],
+    ],
+    for: ['SO_INCOMING_CPU'],
+  },
+  timestamping: { paths: [[...SK, 'sk_tsflags']], for: ['SO_TIMESTAMPING'] },
+  txtimeClock: { paths: [[...SK, 'sk_clockid']], for: ['SO_TXTIME'] },
+  txtimeDeadline: { paths: [[...SK, 'sk_txtime_deadline_mode']], for: ['SO_TXTIME'] },
+  txtimeErrors: { paths: [[...SK, 'sk_txtime_report_errors']], for: ['SO_TXTIME'] },
+  maxPacingRate: { paths: [[...SK, 'sk_max_pacing_rate']], for: ['SO_MAX_PACING_RATE'] },
+  nagle: { paths: [['nonagle']], for: ['TCP_CORK'] },
+  pingpong: { paths: [['inet_conn', 'icsk_ack', 'pingpong']], for: ['TCP_QUICKACK'] },
+  linger2: { paths: [['linger2']], for: ['TCP_LINGER2'] },
+  ulp: { paths: [['inet_conn', 'icsk_ulp_ops']], for: ['TCP_ULP'], nonNull: true },
+  fastopenConnect: { paths: [['fastopen_connect']], for: ['TCP_FASTOPEN_CONNECT'] },
+  txDelay: { paths: [['tcp_tx_delay']], for: ['TCP_TX_DELAY'] },
+  receiveQueueHint: { paths: [['recvmsg_inq']], for: ['TCP_INQ'] },
+  unicastTtl: { paths: [['inet_conn', 'icsk_inet', 'uc_ttl']], for: ['IP_TTL'], signed: true },
+  pmtuDiscovery: { paths: [['inet_conn', 'icsk_inet', 'pmtudisc']], for: ['IP_MTU_DISCOVER'] },
+  minTtl: { paths: [['inet_conn', 'icsk_inet', 'min_ttl']], for: ['IP_MINTTL'] },
+} satisfies Record<string, FieldSpec>;
 export type TcpField = keyof typeof FIELDS;
+
+/** Every option that some field of the pass stands in for. */
+export const FIELD_READ_TCP_OPTIONS: ReadonlySet<string> = new Set(
+  Object.values(FIELDS).flatMap((field: FieldSpec) => field.for),
+);
+
+interface FieldLayout {
+  /** Byte offset in the record, and the width written there. */
+  at: number;
+  width: Width;
+  /** Offset in struct tcp_sock, and the width read there. */
+  source: number;
+  sourceWidth: Width;
+  /** A bitfield: where in its byte. */
+  bits?: { shift: number; width: number };
+  signed?: true;
+  nonNull?: true;
+}
 
 interface Layout {
   /** Option names, in record order, with their levels and numbers. */
   options: readonly OptionSpec[];
-  /** Byte offset in the record of each field, its width, and for a bitfield where in its byte. */
-  fields: Record<
-    TcpField,
-    { at: number; width: Width; source: number; bits?: { shift: number; width: number } }
-  >;
+  /** The fields this kernel has, of those wanted. */
+  fields: Partial<Record<TcpField, FieldLayout>>;
   size: number;
 }
 
@@ -45,23 +115,42 @@ function specOf(name: string): OptionSpec {
   return spec;
 }
 
-/** Record layout: cookie, a value then a result per option, then the fields, widest first. */
-function layoutFor(btf: Btf, optionNames: readonly string[]): Layout {
+/** Where a field lies in this kernel's struct tcp_sock, or null where it has none. */
+function placeOf(btf: Btf, field: FieldSpec): FieldPlace | null {
+  for (const path of field.paths) {
+    try {
+      return btf.field('tcp_sock', path);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+    }
+  }
+  return null;
+}
+
+/**
+ * Record layout: cookie, a value then a result per option, then the fields that the
+ * options in `fieldOptions` need, widest first.
+ */
+function layoutFor(btf: Btf, optionNames: readonly string[], fieldOptions: ReadonlySet<string>): Layout {
   const options = optionNames.map(specOf);
   let at = 8 + 8 * options.length;
-  const fields = {} as Layout['fields'];
-  const places = (Object.keys(FIELDS) as TcpField[]).map((name) => ({
-    name,
-    place: btf.field('tcp_sock', FIELDS[name]),
-  }));
-  places.sort((a, b) => b.place.size - a.place.size);
-  for (const { name, place } of places) {
-    const width = place.size as Width;
-    if (![1, 2, 4, 8].includes(width)) throw new Error(`tcp_sock field ${name} is ${place.size} bytes`);
+  const fields: Layout['fields'] = {};
+  const places: Array<{ name: TcpField; spec: FieldSpec; place: FieldPlace; width: Width }> = [];
+  for (const [name, spec] of Object.entries(FIELDS) as Array<[TcpField, FieldSpec]>) {
+    if (!spec.for.some((option) => fieldOptions.has(option))) continue;
+    const place = placeOf(btf, spec);
+    if (place === null) continue;
+    if (![1, 2, 4, 8].includes(place.size)) throw new Error(`tcp_sock field ${name} is ${place.size} bytes`);
+    places.push({ name, spec, place, width: spec.nonNull ? 1 : (place.size as Width) });
+  }
+  places.sort((a, b) => b.width - a.width);
+  for (const { name, spec, place, width } of places) {
     at = Math.ceil(at / width) * width;
-    fields[name] = place.bits
-      ? { at, width, source: place.offset, bits: place.bits }
-      : { at, width, source: place.offset };
+    const field: FieldLayout = { at, width, source: place.offset, sourceWidth: place.size as Width };
+    if (place.bits) field.bits = place.bits;
+    if (spec.signed) field.signed = true;
+    if (spec.nonNull) field.nonNull = true;
+    fields[name] = field;
     at += width;
   }
   return { options, fields, size: Math.ceil(at / 8) * 8 };
@@ -91,8 +180,16 @@ function assemble(layout: Layout): Uint8Array {
       .call(Helper.getsockopt)
       .store(4, 10, record + 8 + 4 * (layout.options.length + i), 0);
   });
-  for (const field of Object.values(layout.fields))
-    a.load(field.width, 1, 8, field.source).store(field.width, 10, record + field.at, 1);
+  for (const field of Object.values(layout.fields)) {
+    a.load(field.sourceWidth, 1, 8, field.source);
+    if (field.nonNull) {
+      const isNull = a.label();
+      a.moveImmediate(2, 0).jumpIfEqual(1, 0, isNull).moveImmediate(2, 1).bind(isNull);
+      a.store(1, 10, record + field.at, 2);
+    } else {
+      a.store(field.width, 10, record + field.at, 1);
+    }
+  }
   a.load(8, 1, 7, 0); // meta->seq
   a.move(2, 10).addImmediate(2, record).moveImmediate(3, layout.size).call(Helper.seqWrite);
   a.bind(done);
@@ -139,15 +236,18 @@ export class TcpOptionRecords {
 
   /** A copied field of 1, 2 or 4 bytes (an int, u8 or u16), or a bitfield's bits alone. */
   small(record: number, name: TcpField): number {
-    const { at, width, bits } = this.layout.fields[name];
+    const { at, width, bits, signed } = this.fieldLayout(name);
     const v = this.view;
     switch (width) {
       case 1: {
+        if (signed) return v.getInt8(record + at);
         const byte = v.getUint8(record + at);
         return bits ? (byte >> bits.shift) & ((1 << bits.width) - 1) : byte;
       }
       case 2:
-        return v.getUint16(record + at, hostIsLittleEndian);
+        return signed
+          ? v.getInt16(record + at, hostIsLittleEndian)
+          : v.getUint16(record + at, hostIsLittleEndian);
       case 4:
         return v.getInt32(record + at, hostIsLittleEndian);
       default:
@@ -177,8 +277,19 @@ export class TcpOptionRecords {
     return ((this.view.getUint32(word, hostIsLittleEndian) >>> (bit & 31)) & 1) === 1;
   }
 
+  /** Whether this kernel has the field (and the pass read it). */
+  has(name: TcpField): boolean {
+    return this.layout.fields[name] !== undefined;
+  }
+
+  private fieldLayout(name: TcpField): FieldLayout {
+    const field = this.layout.fields[name];
+    if (field === undefined) throw new Error(`the pass did not read tcp_sock field ${name}`);
+    return field;
+  }
+
   private longAt(name: TcpField): number {
-    const { at, width } = this.layout.fields[name];
+    const { at, width } = this.fieldLayout(name);
     if (width !== 8) throw new Error(`tcp_sock field ${name} is ${width} bytes, not a long`);
     return at;
   }
@@ -199,10 +310,14 @@ export interface PreparedTcpProgram {
  * The program for `optionNames` (a subset of BPF_READABLE_TCP_OPTIONS) against this
  * kernel's types. Throws a ProtocolError where the kernel's types lack a field.
  */
-export function prepareTcpProgram(btf: Btf, optionNames: readonly string[]): PreparedTcpProgram {
+export function prepareTcpProgram(
+  btf: Btf,
+  optionNames: readonly string[],
+  fieldOptions: ReadonlySet<string> = FIELD_READ_TCP_OPTIONS,
+): PreparedTcpProgram {
   for (const name of optionNames)
     if (!BPF_READABLE_TCP_OPTIONS.includes(name)) throw new Error(`${name} is not read through BPF`);
-  const layout = layoutFor(btf, optionNames);
+  const layout = layoutFor(btf, optionNames, fieldOptions);
   return { layout, program: assemble(layout), attachBtfId: btf.find('bpf_iter_tcp', BtfKind.Function) };
 }
 

@@ -25,6 +25,11 @@ export function timevalMilliseconds(seconds: bigint, microseconds: bigint): numb
   return Number(seconds) * 1000 + Math.floor(Number(microseconds) / 1000);
 }
 
+/** An unsigned long as knetstat reports it: a number, or "18446744073709551615" for the unlimited ~0. */
+export function u64Value(value: bigint): number | string {
+  return value === UNLIMITED_U64 ? String(value) : Number(value);
+}
+
 /** A struct linger as knetstat reports it: null when off, else the seconds. */
 export function lingerValue(onoff: number, seconds: number): number | null {
   return onoff === 0 ? null : seconds;
@@ -67,8 +72,7 @@ export function decodeOption(
     }
     case 'u64': {
       if (length < 8) return length >= 4 ? view.getUint32(at, hostIsLittleEndian) : undefined;
-      const value = view.getBigUint64(at, hostIsLittleEndian);
-      return value === UNLIMITED_U64 ? String(value) : Number(value);
+      return u64Value(view.getBigUint64(at, hostIsLittleEndian));
     }
     case 'txtime':
       if (length < 8) return undefined;

@@ -6,6 +6,7 @@
  */
 
 import type { Family, Protocol } from '../model.js';
+import { FIELD_READ_TCP_OPTIONS } from './bpf-tcp.js';
 import { BPF_READABLE_TCP_OPTIONS, type OptionSpec, optionsFor, SOL_SOCKET } from './catalogue.js';
 
 /** Why the options of a socket are unknown. */
@@ -53,15 +54,15 @@ export function plainCallsPerSocket(only: ReadonlySet<string> | undefined, bpf =
   return remaining === 0 ? 0 : plain + 2;
 }
 
-/** Options the BPF pass settles on a typical TCP socket (at their defaults where it reads fields). */
+/**
+ * Options the BPF pass settles on a typical TCP socket of a kernel like the bench's:
+ * those bpf_getsockopt reads, those its fields stand in for, and SO_SNDLOWAT, which is 1
+ * on every socket.
+ */
 export const BPF_SETTLED: ReadonlySet<string> = new Set([
   ...BPF_READABLE_TCP_OPTIONS,
-  'SO_RCVTIMEO',
-  'SO_SNDTIMEO',
-  'SO_LINGER',
-  'SO_BUF_LOCK',
-  'TCP_FASTOPEN',
-  'TCP_DEFER_ACCEPT',
+  ...FIELD_READ_TCP_OPTIONS,
+  'SO_SNDLOWAT',
 ]);
 
 /** Which spec list a socket uses: by protocol, family and whether it listens. */
