@@ -400,13 +400,14 @@ function bpfPass(
 function startBpfPassEarly(
   settings: CollectSettings,
   tables: readonly TableName[],
+  procRoot: string,
 ): PendingBpfPass | Error | undefined {
   const mode = settings.bpf ?? 'auto';
   const only = settings.options;
   if (mode === 'off' || settings.fdAccess !== undefined || settings.source === 'proc' || only === false)
     return undefined;
   if (!bpfCanSettle(only) || !tables.some((table) => table.startsWith('tcp'))) return undefined;
-  const tcp = tcpSocketsInUse();
+  const tcp = tcpSocketsInUse(procRoot);
   if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
     return undefined;
   return startBpfPass(only, tcp);
@@ -546,7 +547,7 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
   if (helper) helperUse = 'used';
   // The options pass, where it is sure to be wanted, runs in the kernel on the second CPU
   // while this thread dumps sock_diag.
-  const early = wantOwners ? startBpfPassEarly(settings, settings.tables ?? TABLES) : undefined;
+  const early = wantOwners ? startBpfPassEarly(settings, settings.tables ?? TABLES, procRoot) : undefined;
   try {
     const enumerated = enumerate(settings, procRoot, warnings);
     let sockets = enumerated.sockets;

@@ -75,6 +75,12 @@ export interface KernelFacts {
   pingpongSysctl: boolean;
 }
 
+/** How the pass settles one option from a socket's record: its value, or undefined (getsockopt reads it). */
+export type Settler = (record: number) => OptionValue | undefined;
+
+/** The options settlerOf has a case for. */
+const SETTLED_FROM_FIELDS: ReadonlySet<string> = new Set([...FIELD_READ_TCP_OPTIONS, 'SO_SNDLOWAT']);
+
 const TCP_NAGLE_CORK = 2;
 const SOF_TXTIME_DEADLINE_MODE = 1;
 const SOF_TXTIME_REPORT_ERRORS = 2;
@@ -105,126 +111,150 @@ export class BpfPass {
     return this.records.find(socket.cookie);
   }
 
+  /** The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it. */
+  value(record: number, spec: OptionSpec): OptionValue | undefined {
+    return this.settlerOf(spec)?.(record);
+  }
+
   /**
-   * The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it.
-   * Each case is what the kernel's getsockopt returns (sk_getsockopt, do_tcp_getsockopt,
+   * The settlers of a list of specs, in its order (null for an option the pass never
+   * settles): made once per list, as the reader asks for dozens of options of each of
+   * tens of thousands of sockets.
+   */
+  settlers(specs: readonly OptionSpec[]): ReadonlyArray<Settler | null> {
+    let list = this.settlerLists.get(specs);
+    if (!list) {
+      list = specs.map((spec) => this.settlerOf(spec));
+      this.settlerLists.set(specs, list);
+    }
+    return list;
+  }
+
+  private readonly settlerLists = new Map<readonly OptionSpec[], ReadonlyArray<Settler | null>>();
+
+  /**
+   * How the pass settles `spec` from a record, or null where it never does. Each case is
+   * what the kernel's getsockopt returns (sk_getsockopt, do_tcp_getsockopt,
    * do_ip_getsockopt), from the fields it reads.
    */
-  value(record: number, spec: OptionSpec): OptionValue | undefined {
+  private settlerOf(spec: OptionSpec): Settler | null {
     const r = this.records;
     const hz = this.kernel.units.hz;
     const flags = this.kernel.flags;
     const i = this.optionIndex.get(spec.name);
-    if (i !== undefined) return r.option(record, i) ?? undefined;
-    switch (spec.name) {
-      case 'SO_RCVTIMEO':
-        return r.has('rcvtimeo') ? this.timeout(record, 'rcvtimeo') : undefined;
-      case 'SO_SNDTIMEO':
-        return r.has('sndtimeo') ? this.timeout(record, 'sndtimeo') : undefined;
-      case 'SO_LINGER': {
-        const on = this.flag(record, flags.linger);
-        if (on !== true) return on === false ? null : undefined;
-        return hz === null || !r.has('lingerTime')
-          ? undefined
-          : lingerSeconds(true, r.long(record, 'lingerTime'), hz);
+    if (i !== undefined) return (record) => r.option(record, i) ?? undefined;
+    const settle = (record: number): OptionValue | undefined => {
+      switch (spec.name) {
+        case 'SO_RCVTIMEO':
+          return r.has('rcvtimeo') ? this.timeout(record, 'rcvtimeo') : undefined;
+        case 'SO_SNDTIMEO':
+          return r.has('sndtimeo') ? this.timeout(record, 'sndtimeo') : undefined;
+        case 'SO_LINGER': {
+          const on = this.flag(record, flags.linger);
+          if (on !== true) return on === false ? null : undefined;
+          return hz === null || !r.has('lingerTime')
+            ? undefined
+            : lingerSeconds(true, r.long(record, 'lingerTime'), hz);
+        }
+        case 'SO_BUF_LOCK': {
+          const locks = this.small(record, 'userLocks');
+          return this.kernel.units.bufLock && locks !== undefined ? locks & SOCK_BUF_LOCK_MASK : undefined;
+        }
+        case 'TCP_FASTOPEN':
+          return this.small(record, 'fastopenMaxQueue');
+        case 'TCP_DEFER_ACCEPT': {
+          const retransmits = this.small(record, 'deferAccept');
+          if (retransmits === undefined || retransmits === 0) return retransmits;
+          return this.kernel.units.deferAccept
+            ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES)
+            : undefined;
+        }
+        // sk_getsockopt answers 1 for every socket: Linux keeps no send low-water mark.
+        case 'SO_SNDLOWAT':
+          return 1;
+        case 'SO_BUSY_POLL':
+          return this.small(record, 'busyPollUsec');
+        case 'SO_PREFER_BUSY_POLL':
+          return this.small(record, 'preferBusyPoll');
+        case 'SO_INCOMING_CPU':
+          return this.small(record, 'incomingCpu');
+        case 'SO_TIMESTAMPING':
+          return this.small(record, 'timestamping');
+        case 'SO_ZEROCOPY':
+          return this.flagValue(record, flags.zerocopy);
+        case 'SO_OOBINLINE':
+          return this.flagValue(record, flags.urgentInline);
+        case 'SO_DONTROUTE':
+          return this.flagValue(record, flags.localRoute);
+        case 'SO_TIMESTAMP': {
+          // Microsecond timestamps asked for the old way, not superseded by nanoseconds.
+          const on = this.flag(record, flags.receiveTimestamp);
+          const isNew = this.flag(record, flags.timestampNew);
+          const ns = this.flag(record, flags.receiveTimestampNs);
+          if (on === undefined || isNew === undefined || ns === undefined) return undefined;
+          return on && !isNew && !ns ? 1 : 0;
+        }
+        case 'SO_TIMESTAMPNS': {
+          const ns = this.flag(record, flags.receiveTimestampNs);
+          const isNew = this.flag(record, flags.timestampNew);
+          if (ns === undefined || isNew === undefined) return undefined;
+          return ns && !isNew ? 1 : 0;
+        }
+        case 'SO_TXTIME': {
+          const clock = this.small(record, 'txtimeClock');
+          const deadline = this.small(record, 'txtimeDeadline');
+          const errors = this.small(record, 'txtimeErrors');
+          if (clock === undefined || deadline === undefined || errors === undefined) return undefined;
+          const txtimeFlags =
+            (deadline ? SOF_TXTIME_DEADLINE_MODE : 0) | (errors ? SOF_TXTIME_REPORT_ERRORS : 0);
+          return `${clock}/${txtimeFlags}`;
+        }
+        case 'SO_MAX_PACING_RATE':
+          return r.has('maxPacingRate')
+            ? u64Value(BigInt.asUintN(64, r.long(record, 'maxPacingRate')))
+            : undefined;
+        case 'TCP_CORK': {
+          const nagle = this.small(record, 'nagle');
+          return nagle === undefined ? undefined : nagle & TCP_NAGLE_CORK ? 1 : 0;
+        }
+        case 'TCP_QUICKACK': {
+          // !inet_csk_in_pingpong_mode(sk): pingpong below the sysctl's threshold.
+          const pingpong = this.small(record, 'pingpong');
+          const threshold = this.defaults.pingpongThreshold;
+          if (pingpong === undefined || !this.kernel.pingpongSysctl || threshold === null) return undefined;
+          return pingpong >= threshold ? 0 : 1;
+        }
+        case 'TCP_LINGER2': {
+          // Negative (no FIN_WAIT2 timer) as it is; 0 is tcp_fin_timeout; else jiffies / HZ.
+          const linger2 = this.small(record, 'linger2');
+          if (linger2 === undefined || linger2 < 0) return linger2;
+          if (linger2 === 0) return this.defaults.finTimeout ?? undefined;
+          return hz === null ? undefined : Math.floor(linger2 / hz);
+        }
+        case 'TCP_ULP':
+          // No upper layer protocol: getsockopt answers with an empty name. A name is read.
+          return this.small(record, 'ulp') === 0 ? '' : undefined;
+        case 'TCP_FASTOPEN_CONNECT':
+          return this.small(record, 'fastopenConnect');
+        case 'TCP_TX_DELAY':
+          return this.small(record, 'txDelay');
+        case 'TCP_INQ':
+          return this.small(record, 'receiveQueueHint');
+        case 'IP_TTL': {
+          // uc_ttl -1: the namespace's ip_default_ttl.
+          const ttl = this.small(record, 'unicastTtl');
+          if (ttl === undefined || ttl >= 0) return ttl;
+          return this.defaults.defaultTtl ?? undefined;
+        }
+        case 'IP_MTU_DISCOVER':
+          return this.small(record, 'pmtuDiscovery');
+        case 'IP_MINTTL':
+          return this.small(record, 'minTtl');
+        default:
+          return undefined;
       }
-      case 'SO_BUF_LOCK': {
-        const locks = this.small(record, 'userLocks');
-        return this.kernel.units.bufLock && locks !== undefined ? locks & SOCK_BUF_LOCK_MASK : undefined;
-      }
-      case 'TCP_FASTOPEN':
-        return this.small(record, 'fastopenMaxQueue');
-      case 'TCP_DEFER_ACCEPT': {
-        const retransmits = this.small(record, 'deferAccept');
-        if (retransmits === undefined || retransmits === 0) return retransmits;
-        return this.kernel.units.deferAccept
-          ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES)
-          : undefined;
-      }
-      // sk_getsockopt answers 1 for every socket: Linux keeps no send low-water mark.
-      case 'SO_SNDLOWAT':
-        return 1;
-      case 'SO_BUSY_POLL':
-        return this.small(record, 'busyPollUsec');
-      case 'SO_PREFER_BUSY_POLL':
-        return this.small(record, 'preferBusyPoll');
-      case 'SO_INCOMING_CPU':
-        return this.small(record, 'incomingCpu');
-      case 'SO_TIMESTAMPING':
-        return this.small(record, 'timestamping');
-      case 'SO_ZEROCOPY':
-        return this.flagValue(record, flags.zerocopy);
-      case 'SO_OOBINLINE':
-        return this.flagValue(record, flags.urgentInline);
-      case 'SO_DONTROUTE':
-        return this.flagValue(record, flags.localRoute);
-      case 'SO_TIMESTAMP': {
-        // Microsecond timestamps asked for the old way, not superseded by nanoseconds.
-        const on = this.flag(record, flags.receiveTimestamp);
-        const isNew = this.flag(record, flags.timestampNew);
-        const ns = this.flag(record, flags.receiveTimestampNs);
-        if (on === undefined || isNew === undefined || ns === undefined) return undefined;
-        return on && !isNew && !ns ? 1 : 0;
-      }
-      case 'SO_TIMESTAMPNS': {
-        const ns = this.flag(record, flags.receiveTimestampNs);
-        const isNew = this.flag(record, flags.timestampNew);
-        if (ns === undefined || isNew === undefined) return undefined;
-        return ns && !isNew ? 1 : 0;
-      }
-      case 'SO_TXTIME': {
-        const clock = this.small(record, 'txtimeClock');
-        const deadline = this.small(record, 'txtimeDeadline');
-        const errors = this.small(record, 'txtimeErrors');
-        if (clock === undefined || deadline === undefined || errors === undefined) return undefined;
-        const txtimeFlags =
-          (deadline ? SOF_TXTIME_DEADLINE_MODE : 0) | (errors ? SOF_TXTIME_REPORT_ERRORS : 0);
-        return `${clock}/${txtimeFlags}`;
-      }
-      case 'SO_MAX_PACING_RATE':
-        return r.has('maxPacingRate')
-          ? u64Value(BigInt.asUintN(64, r.long(record, 'maxPacingRate')))
-          : undefined;
-      case 'TCP_CORK': {
-        const nagle = this.small(record, 'nagle');
-        return nagle === undefined ? undefined : nagle & TCP_NAGLE_CORK ? 1 : 0;
-      }
-      case 'TCP_QUICKACK': {
-        // !inet_csk_in_pingpong_mode(sk): pingpong below the sysctl's threshold.
-        const pingpong = this.small(record, 'pingpong');
-        const threshold = this.defaults.pingpongThreshold;
-        if (pingpong === undefined || !this.kernel.pingpongSysctl || threshold === null) return undefined;
-        return pingpong >= threshold ? 0 : 1;
-      }
-      case 'TCP_LINGER2': {
-        // Negative (no FIN_WAIT2 timer) as it is; 0 is tcp_fin_timeout; else jiffies / HZ.
-        const linger2 = this.small(record, 'linger2');
-        if (linger2 === undefined || linger2 < 0) return linger2;
-        if (linger2 === 0) return this.defaults.finTimeout ?? undefined;
-        return hz === null ? undefined : Math.floor(linger2 / hz);
-      }
-      case 'TCP_ULP':
-        // No upper layer protocol: getsockopt answers with an empty name. A name is read.
-        return this.small(record, 'ulp') === 0 ? '' : undefined;
-      case 'TCP_FASTOPEN_CONNECT':
-        return this.small(record, 'fastopenConnect');
-      case 'TCP_TX_DELAY':
-        return this.small(record, 'txDelay');
-      case 'TCP_INQ':
-        return this.small(record, 'receiveQueueHint');
-      case 'IP_TTL': {
-        // uc_ttl -1: the namespace's ip_default_ttl.
-        const ttl = this.small(record, 'unicastTtl');
-        if (ttl === undefined || ttl >= 0) return ttl;
-        return this.defaults.defaultTtl ?? undefined;
-      }
-      case 'IP_MTU_DISCOVER':
-        return this.small(record, 'pmtuDiscovery');
-      case 'IP_MINTTL':
-        return this.small(record, 'minTtl');
-      default:
-        return undefined;
-    }
+    };
+    return SETTLED_FROM_FIELDS.has(spec.name) ? settle : null;
   }
 
   /** A small field, or undefined where this kernel lacks it. */

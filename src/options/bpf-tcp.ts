@@ -14,7 +14,8 @@ import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import { Assembler, Helper, IteratorRun, runIteratorProgram, type Width } from '../sys/bpf.js';
 import { type Btf, BtfKind, type FieldPlace } from '../sys/btf.js';
 import { ProtocolError } from '../sys/errors.js';
-import { IteratorThread } from '../sys/iterator-thread.js';
+import { IteratorThread, iteratorThreadsUsable } from '../sys/iterator-thread.js';
+import { readToEnd } from '../sys/read-to-end.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 
 /** The path from struct tcp_sock to its struct sock. */
@@ -28,6 +29,11 @@ interface FieldSpec {
   /** A signed integer narrower than 4 bytes, which the record's reader sign-extends. */
   signed?: true;
   /**
+   * A long (or flags word) read as 64 bits: on a kernel where it is narrower (32-bit),
+   * it is left out.
+   */
+  long?: true;
+  /**
    * A pointer of which the program writes only whether it is null, as one byte: no
    * kernel address leaves the kernel.
    */
@@ -40,13 +46,14 @@ interface FieldSpec {
  * are left to getsockopt.
  */
 const FIELDS = {
-  rcvtimeo: { paths: [[...SK, 'sk_rcvtimeo']], for: ['SO_RCVTIMEO'] },
-  sndtimeo: { paths: [[...SK, 'sk_sndtimeo']], for: ['SO_SNDTIMEO'] },
+  rcvtimeo: { paths: [[...SK, 'sk_rcvtimeo']], for: ['SO_RCVTIMEO'], long: true },
+  sndtimeo: { paths: [[...SK, 'sk_sndtimeo']], for: ['SO_SNDTIMEO'], long: true },
   flags: {
     paths: [[...SK, '__sk_common', 'skc_flags']],
     for: ['SO_LINGER', 'SO_ZEROCOPY', 'SO_TIMESTAMP', 'SO_TIMESTAMPNS', 'SO_OOBINLINE', 'SO_DONTROUTE'],
+    long: true,
   },
-  lingerTime: { paths: [[...SK, 'sk_lingertime']], for: ['SO_LINGER'] },
+  lingerTime: { paths: [[...SK, 'sk_lingertime']], for: ['SO_LINGER'], long: true },
   fastopenMaxQueue: {
     paths: [['inet_conn', 'icsk_accept_queue', 'fastopenq', 'max_qlen']],
     for: ['TCP_FASTOPEN'],
@@ -69,7 +76,7 @@ const FIELDS = {
   txtimeClock: { paths: [[...SK, 'sk_clockid']], for: ['SO_TXTIME'] },
   txtimeDeadline: { paths: [[...SK, 'sk_txtime_deadline_mode']], for: ['SO_TXTIME'] },
   txtimeErrors: { paths: [[...SK, 'sk_txtime_report_errors']], for: ['SO_TXTIME'] },
-  maxPacingRate: { paths: [[...SK, 'sk_max_pacing_rate']], for: ['SO_MAX_PACING_RATE'] },
+  maxPacingRate: { paths: [[...SK, 'sk_max_pacing_rate']], for: ['SO_MAX_PACING_RATE'], long: true },
   nagle: { paths: [['nonagle']], for: ['TCP_CORK'] },
   pingpong: { paths: [['inet_conn', 'icsk_ack', 'pingpong']], for: ['TCP_QUICKACK'] },
   linger2: { paths: [['linger2']], for: ['TCP_LINGER2'] },
@@ -139,7 +146,7 @@ function layoutFor(btf: Btf, optionNames: readonly string[], fieldOptions: Reado
   for (const [name, spec] of Object.entries(FIELDS) as Array<[TcpField, FieldSpec]>) {
     if (!spec.for.some((option) => fieldOptions.has(option))) continue;
     const place = placeOf(btf, spec);
-    if (place === null) continue;
+    if (place === null || (spec.long && place.size !== 8)) continue;
     if (![1, 2, 4, 8].includes(place.size)) throw new Error(`tcp_sock field ${name} is ${place.size} bytes`);
     places.push({ name, spec, place, width: spec.nonNull ? 1 : (place.size as Width) });
   }
@@ -350,19 +357,20 @@ function expectedBytes(prepared: PreparedTcpProgram, expectedSockets: number): n
  */
 const THREAD_PATIENCE_MS = 20_000;
 
-/** A pass begun on the reader thread (startTcpProgram), to be finished once. */
+/** A pass begun (startTcpProgram), read on the reader thread where there is one; finished once. */
 export class PendingTcpPass {
   constructor(
     private readonly layout: Layout,
     private readonly run: IteratorRun,
-    private readonly thread: IteratorThread,
+    private readonly thread: IteratorThread | undefined,
+    private readonly expectedBytes: number,
   ) {}
 
-  /** Waits for the thread's records; the program is unloaded whatever the outcome. */
+  /** Waits for the thread's records, or reads them now; the program is unloaded whatever the outcome. */
   finish(): TcpOptionRecords {
     let bytes: Uint8Array;
     try {
-      bytes = this.thread.wait(THREAD_PATIENCE_MS);
+      bytes = this.thread ? this.thread.wait(THREAD_PATIENCE_MS) : readToEnd(this.run.fd, this.expectedBytes);
     } finally {
       this.run.close();
     }
@@ -371,20 +379,21 @@ export class PendingTcpPass {
 }
 
 /**
- * runTcpProgram's pass started and read on a thread, so that the kernel runs it on the
- * second CPU while this thread dumps sock_diag; `finish` collects it. Throws as
- * runTcpProgram does where the kernel refuses the program.
+ * runTcpProgram's pass loaded now and, where a second CPU and a thread allow, read on
+ * that thread, so that the kernel runs it while this thread dumps sock_diag; `finish`
+ * collects it (or reads it then, without a thread). Throws as runTcpProgram does where
+ * the kernel refuses the program.
  */
 export function startTcpProgram(prepared: PreparedTcpProgram, expectedSockets: number): PendingTcpPass {
   const run = IteratorRun.start(prepared.program, prepared.attachBtfId, PROGRAM_NAME);
-  try {
-    return new PendingTcpPass(
-      prepared.layout,
-      run,
-      IteratorThread.start(run.fd, expectedBytes(prepared, expectedSockets)),
-    );
-  } catch (error) {
-    run.close();
-    throw error;
+  const bytes = expectedBytes(prepared, expectedSockets);
+  let thread: IteratorThread | undefined;
+  if (iteratorThreadsUsable()) {
+    try {
+      thread = IteratorThread.start(run.fd, bytes);
+    } catch {
+      thread = undefined; // read in finish(), as without a second CPU
+    }
   }
+  return new PendingTcpPass(prepared.layout, run, thread, bytes);
 }

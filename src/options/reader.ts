@@ -11,7 +11,7 @@
 import { cutByWeight, type HelperProcess } from '../helper/parent.js';
 import { loadValues, type ReadReply } from '../helper/protocol.js';
 import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
-import type { BpfPass } from './bpf-pass.js';
+import type { BpfPass, Settler } from './bpf-pass.js';
 import type { OptionSpec, SockDiagSource } from './catalogue.js';
 import { directFdAccess, type FdAccess, libcFdAccess, PidfdTable } from './fd-access.js';
 import {
@@ -48,6 +48,21 @@ export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord):
     default:
       return facts?.[source.fact];
   }
+}
+
+/**
+ * The value of option `spec` that the dump or the BPF pass gives, if any: the pass's
+ * through `settler`, its way of settling `spec` from the socket's record (`record`).
+ */
+function knownValue(
+  socket: SocketRecord,
+  spec: OptionSpec,
+  record: number,
+  settler: Settler | null | undefined,
+): OptionValue | undefined {
+  const fromDump = spec.sockDiag ? valueFromSockDiag(spec.sockDiag, socket) : undefined;
+  if (fromDump !== undefined || !settler) return fromDump;
+  return settler(record);
 }
 
 export interface OptionReadSummary {
@@ -293,10 +308,11 @@ export class OptionReader {
     // (an owner is visible, duplication is not refused, and collect.ts runs the pass
     // only where any process may be inspected), so that the output is the same.
     const record = this.bpf?.recordOf(socket) ?? -1;
+    const settlers = record >= 0 ? this.bpf?.settlers(specs) : undefined;
     const values = this.values;
     let known = 0;
     for (let i = 0; i < specs.length; i++) {
-      values[i] = this.knownValue(socket, specs[i] as OptionSpec, record);
+      values[i] = knownValue(socket, specs[i] as OptionSpec, record, settlers?.[i]);
       if (values[i] !== undefined) known++;
     }
     if (record >= 0 && known === specs.length) {
@@ -341,20 +357,14 @@ export class OptionReader {
   ): SocketOptions {
     const specs = this.specs.get(jobs.key[row] as number);
     const record = this.bpf?.recordOf(socket) ?? -1;
+    const settlers = record >= 0 ? this.bpf?.settlers(specs) : undefined;
     const values = this.values;
     for (let i = 0; i < specs.length; i++) {
       // null is a value (SO_LINGER off), not an absence: no ??.
-      const known = this.knownValue(socket, specs[i] as OptionSpec, record);
+      const known = knownValue(socket, specs[i] as OptionSpec, record, settlers?.[i]);
       values[i] = known !== undefined ? known : read[i];
     }
     return this.optionsOf(specs, values);
-  }
-
-  /** The value of option `spec` that the dump or the BPF pass (`record`, or -1) gives, if any. */
-  private knownValue(socket: SocketRecord, spec: OptionSpec, record: number): OptionValue | undefined {
-    const fromDump = spec.sockDiag ? valueFromSockDiag(spec.sockDiag, socket) : undefined;
-    if (fromDump !== undefined || record < 0 || this.bpf === undefined) return fromDump;
-    return this.bpf.value(record, spec);
   }
 
   /** An options object for `specs` with `values` (undefined: this kernel lacks the option). */

@@ -1,28 +1,59 @@
 /**
  * The thread that reads a BPF iterator while the main thread does other work (the
  * sock_diag dump): the kernel runs the iterator's program inside these read(2) calls,
- * on the second CPU. Its entry point is iterator-reader-main.ts; this is the side that
- * starts it and waits for it.
+ * on the second CPU. Its code is iterator-reader-main.ts; this is the side that starts
+ * it and waits for it.
  *
  * The main thread waits with Atomics.wait and takes the result with
  * receiveMessageOnPort: both synchronous, so the collection stays a synchronous call
- * and nothing goes through the event loop.
+ * and nothing goes through the event loop. The thread reads its own duplicate of the
+ * fd and closes it itself, so that the caller may close its fd whenever it likes: no
+ * fd number the thread reads can be reused meanwhile for something else (a duplicated
+ * socket).
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { builtFile } from './built-file.js';
+import * as libc from './libc.js';
 
 /** What the thread is given. */
 export interface ReaderJob {
+  /** The thread's own fd of the iterator, which it closes. */
   fd: number;
   expectedBytes: number;
-  /** [0] turns 1 once the reply is on `port`. */
+  /** [0] turns 1 once the reply is on `port` (or the thread could not even load). */
   done: Int32Array;
   port: MessagePort;
+  /** The URL of iterator-reader-main.js. */
+  entry: string;
 }
 
 /** What the thread answers: the bytes (moved, not copied), or why it could not read. */
 export type ReaderReply = { bytes: Uint8Array } | { error: string; code?: string };
+
+/**
+ * Loads the reader's module; should that fail (a dist/ half replaced), still closes the
+ * fd and wakes the main thread, which would otherwise wait out its whole patience.
+ */
+const BOOTSTRAP = `
+const { workerData: job } = require('node:worker_threads');
+import(job.entry).catch((error) => {
+  try { require('node:fs').closeSync(job.fd); } catch {}
+  job.port.postMessage({ error: 'the iterator reader did not load: ' + (error && error.message) });
+  Atomics.store(job.done, 0, 1);
+  Atomics.notify(job.done, 0);
+});
+`;
+
+/** Set once a thread has failed: the rest of the process reads iterators itself. */
+let threadsFailed = false;
+
+/** Whether a reader thread can be of use: a second CPU, the built file, and no failure yet. */
+export function iteratorThreadsUsable(): boolean {
+  return !threadsFailed && availableParallelism() > 1 && existsSync(builtFile('sys/iterator-reader-main.js'));
+}
 
 export class IteratorThread {
   private constructor(
@@ -31,23 +62,38 @@ export class IteratorThread {
     private readonly port: MessagePort,
   ) {}
 
-  /** Starts reading `fd` (which the caller keeps open until `wait` returns) on a thread. */
+  /** Starts reading `fd` to its end on a thread (see iteratorThreadsUsable first). */
   static start(fd: number, expectedBytes: number): IteratorThread {
-    const file = builtFile('sys/iterator-reader-main.js');
-    // A thread that cannot load its file would never answer: the wait would last its
-    // whole patience.
-    if (!existsSync(file)) throw new Error(`the iterator reader is not built (${file})`);
     const done = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
-    const job: ReaderJob = { fd, expectedBytes, done, port: port2 };
-    const worker = new Worker(file, {
-      workerData: job,
-      transferList: [port2],
-      // Its own heap need hold no more than the buffer it fills.
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
-      stdout: false,
-      stderr: false,
-    });
+    const own = libc.duplicateFd(fd);
+    const job: ReaderJob = {
+      fd: own,
+      expectedBytes,
+      done,
+      port: port2,
+      entry: pathToFileURL(builtFile('sys/iterator-reader-main.js')).href,
+    };
+    let worker: Worker;
+    try {
+      worker = new Worker(BOOTSTRAP, {
+        eval: true,
+        workerData: job,
+        transferList: [port2],
+        // Its own heap need hold no more than the buffer it fills.
+        resourceLimits: { maxYoungGenerationSizeMb: 4 },
+        stdout: false,
+        stderr: false,
+      });
+    } catch (error) {
+      libc.close(own);
+      port1.close();
+      throw error;
+    }
+    // An error the thread could not report comes as an event, and an event nobody
+    // listens to would end the process once its event loop runs (watch mode). The wait
+    // learns of it as a missing reply.
+    worker.on('error', () => {});
     // Never what keeps the process alive: a wait that gave up leaves it to finish alone.
     worker.unref();
     return new IteratorThread(worker, done, port1);
@@ -55,13 +101,14 @@ export class IteratorThread {
 
   /**
    * What the thread read, waiting for it at most `timeoutMs`; throws with the thread's
-   * reason, or when it did not finish in time.
+   * reason, or when it did not finish in time (then later iterators are read without one).
    */
   wait(timeoutMs: number): Uint8Array {
     const outcome = Atomics.wait(this.done, 0, 0, timeoutMs);
     const received = receiveMessageOnPort(this.port);
     this.port.close();
     if (received === undefined) {
+      threadsFailed = true;
       void this.worker.terminate();
       throw new Error(
         outcome === 'timed-out'
@@ -70,7 +117,10 @@ export class IteratorThread {
       );
     }
     const reply = received.message as ReaderReply;
-    if ('error' in reply) throw Object.assign(new Error(reply.error), { code: reply.code });
+    if ('error' in reply) {
+      if (reply.code === undefined) threadsFailed = true;
+      throw Object.assign(new Error(reply.error), { code: reply.code });
+    }
     return reply.bytes;
   }
 }

@@ -107,6 +107,14 @@ export function pipe(): [number, number] {
 
 const F_GETFL = 3;
 const F_SETFL = 4;
+const F_DUPFD_CLOEXEC = 1030;
+
+/** fcntl(F_DUPFD_CLOEXEC): another fd for the same open file, closed on exec. */
+export function duplicateFd(fd: number): number {
+  const copy = c.fcntl(fd, F_DUPFD_CLOEXEC, 0) as number;
+  if (copy < 0) fail('fcntl');
+  return copy;
+}
 const O_NONBLOCK = 0o4000;
 const F_SETPIPE_SZ = 1031;
 

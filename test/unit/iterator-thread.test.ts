@@ -44,6 +44,13 @@ describe('reading to the end', () => {
     closeSync(empty);
   });
 
+  it('on the thread: its own fd, so that the caller may close its own at once', () => {
+    const fd = fileOf(bytes);
+    const thread = IteratorThread.start(fd, 1000);
+    closeSync(fd);
+    expect(Buffer.from(thread.wait(20_000)).equals(Buffer.from(bytes))).toBe(true);
+  });
+
   it('on the thread: a read that fails is an error with its code', () => {
     // A directory opens but cannot be read.
     const fd = openSync(dir, 'r');

@@ -622,7 +622,8 @@ describe('OptionReader with the BPF pass', () => {
   function pass(gives: Record<string, number>): BpfPass {
     return {
       recordOf: (socket: SocketRecord) => (socket.cookie === '500000' ? 0 : -1),
-      value: (_record: number, spec: { name: string }) => gives[spec.name],
+      settlers: (specs: ReadonlyArray<{ name: string }>) =>
+        specs.map((spec) => (spec.name in gives ? () => gives[spec.name] : null)),
     } as unknown as BpfPass;
   }
   const seen = () => ({ ...socketRecord(500, [owner(10, 3)]), cookie: '500000' });
