@@ -16,7 +16,7 @@ import type {
   TableName,
 } from './model.js';
 import { TABLES } from './model.js';
-import { dumpInetSockets, NetlinkSocket } from './netlink/sock-diag.js';
+import { dumpInetSocketsAs, NetlinkSocket } from './netlink/sock-diag.js';
 import {
   BPF_MIN_TCP_SOCKETS,
   type BpfPass,
@@ -73,10 +73,11 @@ export interface CollectSettings {
    */
   bpf?: 'auto' | 'on' | 'off';
   /**
-   * Keep each TCP socket's tcp_info in `tcpInfo` (default true). The text listing, which
-   * shows none of it, sets false: `diag` is derived from it while parsing either way.
+   * Keep each socket's tcp_info and memory counters in `tcpInfo` and `memInfo` (default
+   * true). The CLI, which shows neither, sets false: `diag` and the buffer sizes are
+   * taken from them while parsing either way.
    */
-  tcpInfo?: boolean;
+  details?: boolean;
   /** For tests: the helper's command line instead of Node running dist/helper/child.js. */
   helperCommand?: readonly string[];
   /** For tests: HELPER_PATIENCE_MS, how long past its due a helper may keep this process waiting. */
@@ -146,38 +147,34 @@ function enumerateNetlink(
   table: TableName,
   warnings: string[],
   optionFacts: boolean,
-  tcpInfo: boolean,
+  details: boolean,
 ): SocketRecord[] {
   const { protocol, family } = tableParts(table);
-  const { messages, interrupted } = dumpInetSockets(() => new NetlinkSocket(), {
-    protocol,
-    family,
-    optionFacts,
-    tcpInfo,
-  });
+  // Each socket's record is made as its message is read, so that the messages die young.
+  const { items: records, interrupted } = dumpInetSocketsAs(
+    () => new NetlinkSocket(),
+    { protocol, family, optionFacts, details },
+    (m) =>
+      newRecord(protocol, family, m.state, {
+        local: m.local,
+        remote: m.remote,
+        recvQ: m.recvQ,
+        // For a listener sock_diag reports the maximum backlog here; /proc/net/tcp and
+        // knetstat show 0.
+        sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
+        inode: m.inode,
+        cookie: m.cookie.toString(),
+        uid: m.uid,
+        tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
+        windowDiag: protocol === 'tcp' ? m.windowDiag : null,
+        memInfo: m.memInfo,
+        optionFacts: m.optionFacts,
+      }),
+  );
   if (interrupted)
     warnings.push(
       `the ${table} table kept changing during the dump; the listing may miss or repeat a socket`,
     );
-  const records: SocketRecord[] = [];
-  for (const m of messages) {
-    const record = newRecord(protocol, family, m.state, {
-      local: m.local,
-      remote: m.remote,
-      recvQ: m.recvQ,
-      // For a listener sock_diag reports the maximum backlog here; /proc/net/tcp and
-      // knetstat show 0.
-      sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
-      inode: m.inode,
-      cookie: m.cookie.toString(),
-      uid: m.uid,
-      tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
-      windowDiag: protocol === 'tcp' ? m.windowDiag : null,
-      memInfo: m.memInfo,
-      optionFacts: m.optionFacts,
-    });
-    if (record) records.push(record);
-  }
   return records;
 }
 
@@ -265,7 +262,7 @@ function enumerate(
       try {
         byTable.set(
           table,
-          enumerateNetlink(table, warnings, settings.options !== false, settings.tcpInfo !== false),
+          enumerateNetlink(table, warnings, settings.options !== false, settings.details !== false),
         );
         continue;
       } catch (error) {

@@ -107,6 +107,9 @@ export interface SockDiagOptionFacts {
   mark?: number;
   /** INET_DIAG_CONG (TCP): the congestion control's name. */
   congestion?: string;
+  /** SK_MEMINFO_RCVBUF and SK_MEMINFO_SNDBUF, also in memInfo when that is kept. */
+  rcvbuf?: number;
+  sndbuf?: number;
 }
 
 /** Diag indicators as knetstat shows them. */

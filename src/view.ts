@@ -24,8 +24,7 @@ export interface Snapshot {
 
 /**
  * Only what the output needs is read: the text's Options column (or the knetstat set
- * for --summary), plus every option a --option filter names; --json carries them all,
- * and tcp_info too.
+ * for --summary), plus every option a --option filter names; --json carries them all.
  */
 export function collectSettingsFor(request: CliRequest): CollectSettings {
   let options: Set<string> | undefined;
@@ -38,8 +37,9 @@ export function collectSettingsFor(request: CliRequest): CollectSettings {
     options,
     parallel: request.helper ? 'auto' : 'off',
     bpf: request.bpf ? 'auto' : 'off',
-    // Only --json shows tcp_info; the text needs just the Diag indicator derived from it.
-    tcpInfo: request.json,
+    // No output shows tcp_info or the memory counters: only Diag and the buffer sizes,
+    // which the parser takes from them.
+    details: false,
   };
 }
 

@@ -93,8 +93,8 @@ export interface DumpRequest {
    * message's `optionFacts`, so that the option reader can skip those getsockopt calls.
    */
   optionFacts?: boolean;
-  /** Make each tcp_info into the message's `tcpInfo` (default true; see ParseSettings). */
-  tcpInfo?: boolean;
+  /** Make each tcp_info and sk_meminfo into objects (default true; see ParseSettings). */
+  details?: boolean;
 }
 
 const bit = (attribute: number) => 1 << (attribute - 1);
@@ -102,11 +102,15 @@ const bit = (attribute: number) => 1 << (attribute - 1);
 let nextSequence = 1;
 
 /**
- * Runs one dump to its NLMSG_DONE, adding each socket to `messages`. Returns false
+ * Runs one dump to its NLMSG_DONE, handing each socket to `sink`. Returns false
  * when the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR: the tables changed
  * while it walked them, so entries may be missing or doubled).
  */
-function runDump(transport: DatagramTransport, request: DumpRequest, messages: InetDiagMessage[]): boolean {
+function runDump(
+  transport: DatagramTransport,
+  request: DumpRequest,
+  sink: (message: InetDiagMessage) => void,
+): boolean {
   const sequence = nextSequence;
   // nlmsg_seq is 32 bits: past 2^32 - 1 the request would carry a truncated number and no
   // reply would ever match it, so a long-running process wraps it itself.
@@ -128,7 +132,7 @@ function runDump(transport: DatagramTransport, request: DumpRequest, messages: I
     ),
   );
   const optionFacts = request.optionFacts === true;
-  const tcpInfo = request.tcpInfo !== false;
+  const details = request.details !== false;
   let complete = true;
   for (;;) {
     const received = transport.receive();
@@ -139,7 +143,7 @@ function runDump(transport: DatagramTransport, request: DumpRequest, messages: I
     const datagram = datagramOf(received);
     const { bytes, view } = datagram;
     for (let offset = 0; offset < size; ) {
-      offset = readSocketMessages(datagram, offset, sequence, optionFacts, tcpInfo, messages);
+      offset = readSocketMessages(datagram, offset, sequence, optionFacts, details, sink);
       if (offset >= size) break; // past it when the last message is not padded to 4
       // Any other message: a stale reply, a socket flagged NLM_F_DUMP_INTR, the end.
       const length = netlinkMessageLength(view, offset, size);
@@ -152,7 +156,7 @@ function runDump(transport: DatagramTransport, request: DumpRequest, messages: I
       if (header.flags & NLM_F_DUMP_INTR) complete = false;
       switch (header.type) {
         case SOCK_DIAG_BY_FAMILY:
-          messages.push(readInetDiagMessage(datagram, start, end, optionFacts, tcpInfo));
+          sink(readInetDiagMessage(datagram, start, end, optionFacts, details));
           break;
         case NLMSG_DONE: {
           if (end - start >= 4) {
@@ -197,8 +201,8 @@ function readSocketMessages(
   offset: number,
   sequence: number,
   optionFacts: boolean,
-  tcpInfo: boolean,
-  messages: InetDiagMessage[],
+  details: boolean,
+  sink: (message: InetDiagMessage) => void,
 ): number {
   const { view } = datagram;
   const size = view.byteLength;
@@ -210,9 +214,7 @@ function readSocketMessages(
       (view.getUint16(offset + 6, le) & NLM_F_DUMP_INTR) === 0 &&
       view.getUint32(offset + 8, le) === sequence;
     if (!plainSocket) break;
-    messages.push(
-      readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts, tcpInfo),
-    );
+    sink(readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts, details));
     offset += align4(length);
   }
   return offset;
@@ -228,12 +230,29 @@ export function dumpInetSockets(
   openTransport: () => DatagramTransport,
   request: DumpRequest,
 ): { messages: InetDiagMessage[]; interrupted: boolean } {
+  const { items, interrupted } = dumpInetSocketsAs(openTransport, request, (message) => message);
+  return { messages: items, interrupted };
+}
+
+/**
+ * dumpInetSockets, each message made into what the caller keeps as it is read (or
+ * dropped, for null): the message itself dies young, never copied by the collector.
+ */
+export function dumpInetSocketsAs<T>(
+  openTransport: () => DatagramTransport,
+  request: DumpRequest,
+  convert: (message: InetDiagMessage) => T | null,
+): { items: T[]; interrupted: boolean } {
   for (let attempt = 1; ; attempt++) {
-    const messages: InetDiagMessage[] = [];
+    const items: T[] = [];
+    const sink = (message: InetDiagMessage): void => {
+      const item = convert(message);
+      if (item !== null) items.push(item);
+    };
     const transport = openTransport();
     let complete: boolean;
     try {
-      complete = runDump(transport, request, messages);
+      complete = runDump(transport, request, sink);
     } catch (error) {
       if (error instanceof SystemCallError && error.code === 'ENOBUFS' && attempt < MAX_DUMP_ATTEMPTS)
         continue;
@@ -241,7 +260,7 @@ export function dumpInetSockets(
     } finally {
       transport.close();
     }
-    if (complete) return { messages, interrupted: false };
-    if (attempt >= MAX_DUMP_ATTEMPTS) return { messages, interrupted: true };
+    if (complete) return { items, interrupted: false };
+    if (attempt >= MAX_DUMP_ATTEMPTS) return { items, interrupted: true };
   }
 }

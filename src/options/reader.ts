@@ -36,10 +36,6 @@ export type { UnreadableReason } from './jobs.js';
 export function valueFromSockDiag(source: SockDiagSource, socket: SocketRecord): OptionValue | undefined {
   const facts = socket.optionFacts;
   switch (source.fact) {
-    case 'rcvbuf':
-      return socket.memInfo?.rcvbuf;
-    case 'sndbuf':
-      return socket.memInfo?.sndbuf;
     case 'inetFlags':
       return facts?.inetFlags === undefined ? undefined : (facts.inetFlags >> source.bit) & 1;
     case 'boundInterface':

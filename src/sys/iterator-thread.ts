@@ -84,6 +84,8 @@ export class IteratorThread {
         resourceLimits: { maxYoungGenerationSizeMb: 4 },
         stdout: false,
         stderr: false,
+        // It closes the fd it was given, which Node would otherwise warn of on stderr.
+        trackUnmanagedFds: false,
       });
     } catch (error) {
       libc.close(own);

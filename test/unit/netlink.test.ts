@@ -361,20 +361,29 @@ describe.skipIf(captureUnusableReason !== null)(
       expect(parsed?.rcvWnd !== undefined).toBe(length >= 236);
     });
 
-    it.each(TABLES)('%s: without tcpInfo, the same messages but tcp_info, and the same Diag', (table) => {
-      const { open } = replay(capturedDatagrams(table));
-      const lean = dumpInetSockets(open, { ...requestOf(table), tcpInfo: false }).messages;
-      const full = parseCaptured(table);
-      expect(lean).toEqual(full.map((m) => ({ ...m, tcpInfo: null })));
-      for (const m of full) {
-        const info = m.tcpInfo;
-        expect(m.windowDiag).toBe(
-          info ? diagOfWindows(info.rcvWnd, info.sndWnd, info.unacked, info.lastAckRecv) : null,
-        );
-      }
-      // Some sockets of the capture carry tcp_info: the comparison above is not vacuous.
-      expect(table.startsWith('tcp') ? full.some((m) => m.windowDiag !== null) : true).toBe(true);
-    });
+    it.each(TABLES)(
+      '%s: without details, the same messages but the two objects, the same Diag and buffers',
+      (table) => {
+        const { open } = replay(capturedDatagrams(table));
+        const lean = dumpInetSockets(open, { ...requestOf(table), details: false }).messages;
+        const full = parseCaptured(table);
+        expect(lean).toEqual(full.map((m) => ({ ...m, tcpInfo: null, memInfo: null })));
+        for (const m of full)
+          if (m.optionFacts)
+            expect([m.optionFacts.rcvbuf, m.optionFacts.sndbuf]).toEqual([
+              m.memInfo?.rcvbuf,
+              m.memInfo?.sndbuf,
+            ]);
+        for (const m of full) {
+          const info = m.tcpInfo;
+          expect(m.windowDiag).toBe(
+            info ? diagOfWindows(info.rcvWnd, info.sndWnd, info.unacked, info.lastAckRecv) : null,
+          );
+        }
+        // Some sockets of the capture carry tcp_info: the comparison above is not vacuous.
+        expect(table.startsWith('tcp') ? full.some((m) => m.windowDiag !== null) : true).toBe(true);
+      },
+    );
 
     it.each(TABLES)('%s: the dump loop over the captured datagrams yields the same sockets', (table) => {
       const { open, opened } = replay(capturedDatagrams(table));

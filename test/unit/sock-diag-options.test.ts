@@ -107,6 +107,7 @@ describe.skipIf(!littleEndian)('INET_DIAG option attributes (little-endian layou
   });
 });
 
+/** A record with these dump facts, and (`memInfo`) sk_meminfo, whose buffer sizes the facts then carry. */
 function record(facts: SockDiagOptionFacts | undefined, memInfo = true): SocketRecord {
   return socketRecord({
     local: { address: '127.0.0.1', port: 1 },
@@ -125,7 +126,8 @@ function record(facts: SockDiagOptionFacts | undefined, memInfo = true): SocketR
           drops: 0,
         }
       : null,
-    optionFacts: facts,
+    // The parser puts sk_meminfo's buffer sizes into the facts too.
+    optionFacts: facts && memInfo ? { ...facts, rcvbuf: 131072, sndbuf: 16384 } : facts,
     processes: [{ pid: 10, fd: 4, command: 'x' }],
     options: null,
   });
