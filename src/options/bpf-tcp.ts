@@ -17,6 +17,7 @@ import { ProtocolError } from '../sys/errors.js';
 import { IteratorThread, iteratorThreadsUsable } from '../sys/iterator-thread.js';
 import { readToEnd } from '../sys/read-to-end.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
+import { CookieIndex } from './cookie-index.js';
 
 /** The path from struct tcp_sock to its struct sock. */
 const SK = ['inet_conn', 'icsk_inet', 'sk'] as const;
@@ -207,21 +208,22 @@ function assemble(layout: Layout): Uint8Array {
 /** The records of one pass, looked up by cookie (sock_diag's idiag_cookie, in decimal). */
 export class TcpOptionRecords {
   private readonly view: DataView;
-  /** Record offset by cookie; cookies are counted up from 1, so they are safe integers. */
-  private readonly index = new Map<number, number>();
+  /** Record offset by cookie. */
+  private readonly index: CookieIndex;
 
   constructor(
     private readonly layout: Layout,
     bytes: Uint8Array,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.index = new CookieIndex(Math.floor(bytes.byteLength / layout.size));
     const [low, high] = hostIsLittleEndian ? [0, 4] : [4, 0];
     for (let at = 0; at + layout.size <= bytes.byteLength; at += layout.size) {
       const cookie =
         this.view.getUint32(at + high, hostIsLittleEndian) * 2 ** 32 +
         this.view.getUint32(at + low, hostIsLittleEndian);
       // Past 2^53 (never reached in practice) the socket is left to getsockopt.
-      if (Number.isSafeInteger(cookie)) this.index.set(cookie, at);
+      if (cookie > 0 && Number.isSafeInteger(cookie)) this.index.set(cookie, at);
     }
   }
 
@@ -229,9 +231,9 @@ export class TcpOptionRecords {
     return this.index.size;
   }
 
-  /** The record of the socket with `cookie`, or -1 when the pass did not see it. */
+  /** The record of the socket with `cookie` (decimal, as sock_diag's), or -1 when the pass did not see it. */
   find(cookie: string): number {
-    return this.index.get(Number(cookie)) ?? -1;
+    return this.index.get(Number(cookie));
   }
 
   /** Option `i` of the layout's list: its value, or null where bpf_getsockopt refused it. */

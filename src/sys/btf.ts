@@ -42,37 +42,53 @@ export enum BtfKind {
   Enum64 = 19,
 }
 
-/** Bytes after the 12-byte record: fixed for some kinds, per member (vlen) for others. */
-function extraSize(kind: number, vlen: number): number {
-  switch (kind) {
-    case BtfKind.Int:
-    case BtfKind.Variable:
-    case BtfKind.DeclarationTag:
-      return 4;
-    case BtfKind.Array:
-      return 12;
-    case BtfKind.Struct:
-    case BtfKind.Union:
-    case BtfKind.DataSection:
-    case BtfKind.Enum64:
-      return 12 * vlen;
-    case BtfKind.Enum:
-    case BtfKind.FunctionPrototype:
-      return 8 * vlen;
-    case BtfKind.Pointer:
-    case BtfKind.Forward:
-    case BtfKind.Typedef:
-    case BtfKind.Volatile:
-    case BtfKind.Const:
-    case BtfKind.Restrict:
-    case BtfKind.Function:
-    case BtfKind.Float:
-    case BtfKind.TypeTag:
-      return 0;
-    default:
-      throw new ProtocolError(`BTF type of unknown kind ${kind}`);
+/**
+ * Words after the 12-byte record, by kind: fixed for some kinds ([kind]), per member
+ * (vlen) for others ([32 + kind]); -1 for a kind this reader does not know. Tables rather
+ * than a switch: the index of 100,000-odd types runs once per process, mostly before the
+ * optimiser has compiled it.
+ */
+const EXTRA_WORDS = (() => {
+  const table = new Int32Array(64).fill(-1);
+  const fixed: Array<[BtfKind, number]> = [
+    [BtfKind.Int, 1],
+    [BtfKind.Variable, 1],
+    [BtfKind.DeclarationTag, 1],
+    [BtfKind.Array, 3],
+  ];
+  const perMember: Array<[BtfKind, number]> = [
+    [BtfKind.Struct, 3],
+    [BtfKind.Union, 3],
+    [BtfKind.DataSection, 3],
+    [BtfKind.Enum64, 3],
+    [BtfKind.Enum, 2],
+    [BtfKind.FunctionPrototype, 2],
+  ];
+  const none = [
+    BtfKind.Pointer,
+    BtfKind.Forward,
+    BtfKind.Typedef,
+    BtfKind.Volatile,
+    BtfKind.Const,
+    BtfKind.Restrict,
+    BtfKind.Function,
+    BtfKind.Float,
+    BtfKind.TypeTag,
+  ];
+  for (const [kind, words] of fixed) {
+    table[kind] = words;
+    table[32 + kind] = 0;
   }
-}
+  for (const [kind, words] of perMember) {
+    table[kind] = 0;
+    table[32 + kind] = words;
+  }
+  for (const kind of none) {
+    table[kind] = 0;
+    table[32 + kind] = 0;
+  }
+  return table;
+})();
 
 /**
  * Where a field lies: its byte offset from the start of the outer struct and its size;
@@ -122,7 +138,10 @@ export class Btf {
       if (word + 3 > words.length) throw new ProtocolError('a BTF type record is cut short');
       starts[count++] = this.typesStart + word * 4;
       const info = words[word + 1] as number;
-      word += 3 + extraSize((info >>> 24) & 0x1f, info & 0xffff) / 4;
+      const kind = (info >>> 24) & 0x1f;
+      const fixed = EXTRA_WORDS[kind] as number;
+      if (fixed < 0) throw new ProtocolError(`BTF type of unknown kind ${kind}`);
+      word += 3 + fixed + (EXTRA_WORDS[32 + kind] as number) * (info & 0xffff);
       if (word > words.length) throw new ProtocolError('a BTF type record is cut short');
     }
     this.starts = starts.subarray(0, count);
@@ -217,8 +236,21 @@ export class Btf {
     return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + start, end - start).toString('latin1');
   }
 
+  /** Types found so far, by kind and name: each find is a pass over every type. */
+  private readonly found = new Map<string, number>();
+
   /** The id of the type named `name` of kind `kind`; throws when there is none. */
   find(name: string, kind: BtfKind): number {
+    const key = `${kind} ${name}`;
+    let id = this.found.get(key);
+    if (id === undefined) {
+      id = this.search(name, kind);
+      this.found.set(key, id);
+    }
+    return id;
+  }
+
+  private search(name: string, kind: BtfKind): number {
     const offset = this.nameOffset(name);
     if (offset > 0)
       for (let id = 1; id < this.starts.length; id++) {
@@ -273,6 +305,18 @@ export class Btf {
    * structs and unions (as C lets one name them): its type and bit offset, or null.
    */
   private member(id: number, name: string): { type: number; bits: number; bitSize: number } | null {
+    return this.memberNamed(id, Buffer.from(name, 'latin1'));
+  }
+
+  /** Whether the name at `offset` of the string section is `name`'s bytes, compared in place. */
+  private nameIs(offset: number, name: Uint8Array): boolean {
+    const start = this.stringsStart + offset;
+    if (start + name.length >= this.stringsEnd) return false;
+    for (let i = 0; i < name.length; i++) if (this.bytes[start + i] !== name[i]) return false;
+    return this.bytes[start + name.length] === 0;
+  }
+
+  private memberNamed(id: number, name: Uint8Array): { type: number; bits: number; bitSize: number } | null {
     const resolved = this.resolve(id);
     const kind = this.kind(resolved);
     if (kind !== BtfKind.Struct && kind !== BtfKind.Union) return null;
@@ -287,9 +331,9 @@ export class Btf {
       const bits = flagged ? raw & 0xffffff : raw;
       const bitSize = flagged ? raw >>> 24 : 0;
       if (memberName === 0) {
-        const inner = this.member(type, name);
+        const inner = this.memberNamed(type, name);
         if (inner) return { type: inner.type, bits: bits + inner.bits, bitSize: inner.bitSize };
-      } else if (this.stringAt(memberName) === name) {
+      } else if (this.nameIs(memberName, name)) {
         return { type, bits, bitSize };
       }
     }
