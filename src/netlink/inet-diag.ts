@@ -139,6 +139,44 @@ function u64(words: Uint32Array, index: number): number {
   return high === 0 ? low : low + high * 4294967296;
 }
 
+let lastFacts: SockDiagOptionFacts | undefined;
+
+/**
+ * The facts object for these values: the previous socket's when they are all the same,
+ * as they mostly are from one socket to the next (a host's sockets share their buffer
+ * sizes, TOS and congestion control), so that tens of thousands of sockets share a few
+ * objects. They are only read. Every field is present, undefined where the reply did not
+ * carry it: one shape for all.
+ */
+function factsOf(
+  boundInterface: number,
+  tos: number | undefined,
+  tclass: number | undefined,
+  v6only: number | undefined,
+  mark: number | undefined,
+  congestion: string | undefined,
+  inetFlags: number | undefined,
+  rcvbuf: number | undefined,
+  sndbuf: number | undefined,
+): SockDiagOptionFacts {
+  const last = lastFacts;
+  if (
+    last !== undefined &&
+    last.boundInterface === boundInterface &&
+    last.tos === tos &&
+    last.tclass === tclass &&
+    last.v6only === v6only &&
+    last.mark === mark &&
+    last.congestion === congestion &&
+    last.inetFlags === inetFlags &&
+    last.rcvbuf === rcvbuf &&
+    last.sndbuf === sndbuf
+  )
+    return last;
+  lastFacts = { boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf };
+  return lastFacts;
+}
+
 /**
  * The inet_diag_msg in bytes [start, end) of a datagram, read in place: this runs once
  * per socket, so there is no view, slice or object per field or attribute, and every
@@ -241,9 +279,8 @@ export function readInetDiagMessage(
     tcpInfo,
     windowDiag,
     memInfo,
-    // Every field present, undefined where the reply did not carry it: one shape for all.
     optionFacts: optionFacts
-      ? { boundInterface: interfaceIndex, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf }
+      ? factsOf(interfaceIndex, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf)
       : undefined,
   };
 }
