@@ -387,7 +387,12 @@ export class OptionReader {
   private templateFor(specs: readonly OptionSpec[]): SocketOptions {
     let template = this.templates.get(specs);
     if (!template) {
-      template = Object.fromEntries(specs.map((spec) => [spec.name, null]));
+      // Made by JSON.parse, which gives an object room for all its properties in itself:
+      // its copies are then one object each, not an object and an array of the
+      // properties that did not fit (measured: 171 against 204 bytes a copy for 17).
+      template = JSON.parse(
+        JSON.stringify(Object.fromEntries(specs.map((spec) => [spec.name, null]))),
+      ) as SocketOptions;
       this.templates.set(specs, template);
     }
     return template;
