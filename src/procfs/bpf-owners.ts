@@ -87,8 +87,12 @@ export function scanOwnersWithBpf(
   const bytes = runIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_owners', expected);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const commands = new Map<number, string>();
+  const [low, high] = hostIsLittleEndian ? [8, 12] : [12, 8];
   for (let at = 0; at + RECORD <= bytes.byteLength; at += RECORD) {
-    const inode = Number(view.getBigUint64(at + 8, hostIsLittleEndian));
+    // The u64 inode as two words: no bigint per socket.
+    const inode =
+      view.getUint32(at + high, hostIsLittleEndian) * 4294967296 +
+      view.getUint32(at + low, hostIsLittleEndian);
     if (!wanted.has(inode)) continue;
     const pid = view.getUint32(at, hostIsLittleEndian);
     let command = commands.get(pid);
