@@ -184,9 +184,10 @@ describe('parseInetDiagMessage', () => {
     fc.assert(
       fc.property(diagRecord, (record) => {
         const message = parseInetDiagMessage(exactCopy(inetDiagMessage(record)));
-        const { tcpInfo, memInfo, ...fields } = message;
+        const { tcpInfo, windowDiag, memInfo, ...fields } = message;
         expect(fields).toEqual({ ...expectedFields(record), timer: 0, retransmits: 0 });
         expect(tcpInfo).toBeNull();
+        expect(windowDiag).toBeNull();
         expect(memInfo).toBeNull();
       }),
       RUNS,
