@@ -45,9 +45,10 @@ import {
 const SOCK_BUF_LOCK_MASK = 3;
 
 /**
- * Below this many TCP sockets the pass costs more than it saves: reading the kernel's
- * BTF (about 5 MB) and loading the program take 40–60 ms, about what getsockopt needs
- * for 4,000 sockets on the bench's VM.
+ * Below this many TCP sockets the pass is not worth its fixed cost: mapping and indexing
+ * the kernel's BTF, preparing and loading the program, and for the early start a
+ * thread, 20–30 ms before the first socket, which getsockopt needs for a few thousand
+ * sockets on the bench's VM; and a small host's listing is fast either way.
  */
 export const BPF_MIN_TCP_SOCKETS = 5000;
 

@@ -2,9 +2,9 @@
  * Options of every TCP socket of the namespace in one pass, by a BPF iterator (iter/tcp):
  * for each full socket (not TIME_WAIT or a request) its cookie, the options the kernel
  * lets a BPF program read with bpf_getsockopt — which runs the kernel's own getsockopt
- * code, do_tcp_getsockopt and sk_getsockopt — and a few fields read where the kernel
- * keeps them (offsets from the kernel's BTF), which tell whether the options that
- * bpf_getsockopt refuses are at their defaults.
+ * code, do_tcp_getsockopt and sk_getsockopt — and the struct fields (offsets from the
+ * kernel's BTF) from which getsockopt works out the options bpf_getsockopt refuses;
+ * bpf-pass.ts does that arithmetic.
  *
  * Nothing here writes to a socket: bpf_getsockopt is the getsockopt path; the fields
  * are loads the verifier checks against the kernel's types.

@@ -408,7 +408,10 @@ function kindName(kind: number): string {
 }
 
 let cachedKernelBtf: Btf | undefined;
-/** The mapped BTF, kept for the process: its pages are the kernel's, not this process's memory. */
+/**
+ * The mapped BTF, kept for the process (watch mode maps it once): its 5 MB of pages are
+ * the kernel's own; what this process holds is the index of its types (about 0.5 MB).
+ */
 let mappedKernelBtf: Btf | null | undefined;
 
 /**
