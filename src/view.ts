@@ -55,8 +55,8 @@ export function takeSnapshot(request: CliRequest): Snapshot {
 }
 
 /**
- * The snapshot as text, line by line (each ending in "\n"): the tables, or the summary.
- * The CLI streams it, so that the whole text is never held at once.
+ * The snapshot as text, in pieces of whole lines (each ending in "\n"): the tables, or
+ * the summary. The CLI streams it, so that the whole text is never held at once.
  */
 export function* renderTextDocument(
   request: CliRequest,

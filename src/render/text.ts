@@ -133,15 +133,29 @@ export function formatRow(socket: SocketRecord, settings: TextRenderSettings): s
   return line;
 }
 
-/** One table, line by line: its header, then its rows, each line ending in "\n". */
+/**
+ * One table, in pieces of whole lines: its header, then its rows, each line ending in
+ * "\n", about ROWS_PIECE characters of rows a piece — one piece per row would cost a
+ * generator step each, tens of thousands of them.
+ */
 export function* renderTableLines(
   table: TableName,
   sockets: readonly SocketRecord[],
   settings: TextRenderSettings,
 ): Generator<string> {
   yield `${tableHeader(table, settings.showProcesses)}\n`;
-  for (const socket of sockets) yield `${formatRow(socket, settings)}\n`;
+  let piece = '';
+  for (const socket of sockets) {
+    piece += `${formatRow(socket, settings)}\n`;
+    if (piece.length >= ROWS_PIECE) {
+      yield piece;
+      piece = '';
+    }
+  }
+  if (piece !== '') yield piece;
 }
+
+const ROWS_PIECE = 16 * 1024;
 
 /** One table as one string: its header, then its rows, each line ending in "\n". */
 export function renderTable(
