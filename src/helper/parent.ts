@@ -4,8 +4,9 @@
  * that does not decode — is thrown as a HelperUnavailableError and the caller does that
  * share itself, so a helper can only make knetstat faster, never change what it reports.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { type ReadJobs, UNREADABLE_REASONS } from '../options/jobs.js';
 import { CAP_SYS_PTRACE, effectiveCapabilities } from '../procfs/capabilities.js';
@@ -21,6 +22,14 @@ import {
   type ScanReply,
   writeMessage,
 } from './protocol.js';
+
+/**
+ * child_process, loaded when a helper is first started: most listings start none, and
+ * loading it costs each of them about 7 ms.
+ */
+function spawnProcess(): typeof import('node:child_process').spawn {
+  return (createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')).spawn;
+}
 
 /** The helper could not do its share: why, in a few words. */
 export class HelperUnavailableError extends Error {}
@@ -92,7 +101,7 @@ export class HelperProcess {
       libc.setPipeSize(requestWrite, REQUEST_PIPE_SIZE);
       const [file, ...args] = command ?? [process.execPath, builtFile('helper/child.js')];
       if (file === undefined) throw new HelperUnavailableError('no helper command');
-      const child = spawn(file, args, {
+      const child = spawnProcess()(file, args, {
         stdio: ['ignore', 'ignore', 'ignore', requestRead, replyWrite],
       });
       // A helper that fails to start closes its pipe ends: the parent reads the end of the

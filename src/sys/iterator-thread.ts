@@ -12,9 +12,10 @@
  * socket).
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import { builtFile } from './built-file.js';
 import * as libc from './libc.js';
 
@@ -47,6 +48,11 @@ import(job.entry).catch((error) => {
 });
 `;
 
+/** worker_threads, loaded when a thread is first started: a small listing starts none. */
+function workerThreads(): typeof import('node:worker_threads') {
+  return createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
+}
+
 /** Set once a thread has failed: the rest of the process reads iterators itself. */
 let threadsFailed = false;
 
@@ -64,6 +70,7 @@ export class IteratorThread {
 
   /** Starts reading `fd` to its end on a thread (see iteratorThreadsUsable first). */
   static start(fd: number, expectedBytes: number): IteratorThread {
+    const { MessageChannel, Worker } = workerThreads();
     const done = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
     const own = libc.duplicateFd(fd);
@@ -107,7 +114,7 @@ export class IteratorThread {
    */
   wait(timeoutMs: number): Uint8Array {
     const outcome = Atomics.wait(this.done, 0, 0, timeoutMs);
-    const received = receiveMessageOnPort(this.port);
+    const received = workerThreads().receiveMessageOnPort(this.port);
     this.port.close();
     if (received === undefined) {
       threadsFailed = true;
