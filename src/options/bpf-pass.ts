@@ -79,9 +79,6 @@ export interface KernelFacts {
 /** How the pass settles one option from a socket's record: its value, or undefined (getsockopt reads it). */
 export type Settler = (record: number) => OptionValue | undefined;
 
-/** The options settlerOf has a case for. */
-const SETTLED_FROM_FIELDS: ReadonlySet<string> = new Set([...FIELD_READ_TCP_OPTIONS, 'SO_SNDLOWAT']);
-
 const TCP_NAGLE_CORK = 2;
 const SOF_TXTIME_DEADLINE_MODE = 1;
 const SOF_TXTIME_REPORT_ERRORS = 2;
@@ -134,151 +131,162 @@ export class BpfPass {
   private readonly settlerLists = new Map<readonly OptionSpec[], ReadonlyArray<Settler | null>>();
 
   /**
-   * How the pass settles `spec` from a record, or null where it never does. Each case is
-   * what the kernel's getsockopt returns (sk_getsockopt, do_tcp_getsockopt,
-   * do_ip_getsockopt), from the fields it reads.
+   * How the pass settles `spec` from a record, or null where it never does: a function
+   * made once per option, everything about this kernel decided here, so that each call
+   * only reads the socket's record. Each is what the kernel's getsockopt returns
+   * (sk_getsockopt, do_tcp_getsockopt, do_ip_getsockopt) from the fields it reads.
    */
   private settlerOf(spec: OptionSpec): Settler | null {
     const r = this.records;
     const hz = this.kernel.units.hz;
     const flags = this.kernel.flags;
+    const defaults = this.defaults;
     const i = this.optionIndex.get(spec.name);
     if (i !== undefined) return (record) => r.option(record, i) ?? undefined;
-    const settle = (record: number): OptionValue | undefined => {
-      switch (spec.name) {
-        case 'SO_RCVTIMEO':
-          return r.has('rcvtimeo') ? this.timeout(record, 'rcvtimeo') : undefined;
-        case 'SO_SNDTIMEO':
-          return r.has('sndtimeo') ? this.timeout(record, 'sndtimeo') : undefined;
-        case 'SO_LINGER': {
-          const on = this.flag(record, flags.linger);
-          if (on !== true) return on === false ? null : undefined;
-          return hz === null || !r.has('lingerTime')
-            ? undefined
-            : lingerSeconds(true, r.long(record, 'lingerTime'), hz);
-        }
-        case 'SO_BUF_LOCK': {
-          const locks = this.small(record, 'userLocks');
-          return this.kernel.units.bufLock && locks !== undefined ? locks & SOCK_BUF_LOCK_MASK : undefined;
-        }
-        case 'TCP_FASTOPEN':
-          return this.small(record, 'fastopenMaxQueue');
-        case 'TCP_DEFER_ACCEPT': {
-          const retransmits = this.small(record, 'deferAccept');
-          if (retransmits === undefined || retransmits === 0) return retransmits;
-          return this.kernel.units.deferAccept
-            ? retransmitsToSeconds(retransmits, DEFER_ACCEPT_TIMES)
-            : undefined;
-        }
-        // sk_getsockopt answers 1 for every socket: Linux keeps no send low-water mark.
-        case 'SO_SNDLOWAT':
-          return 1;
-        case 'SO_BUSY_POLL':
-          return this.small(record, 'busyPollUsec');
-        case 'SO_PREFER_BUSY_POLL':
-          return this.small(record, 'preferBusyPoll');
-        case 'SO_INCOMING_CPU':
-          return this.small(record, 'incomingCpu');
-        case 'SO_TIMESTAMPING':
-          return this.small(record, 'timestamping');
-        case 'SO_ZEROCOPY':
-          return this.flagValue(record, flags.zerocopy);
-        case 'SO_OOBINLINE':
-          return this.flagValue(record, flags.urgentInline);
-        case 'SO_DONTROUTE':
-          return this.flagValue(record, flags.localRoute);
-        case 'SO_TIMESTAMP': {
-          // Microsecond timestamps asked for the old way, not superseded by nanoseconds.
-          const on = this.flag(record, flags.receiveTimestamp);
-          const isNew = this.flag(record, flags.timestampNew);
-          const ns = this.flag(record, flags.receiveTimestampNs);
-          if (on === undefined || isNew === undefined || ns === undefined) return undefined;
-          return on && !isNew && !ns ? 1 : 0;
-        }
-        case 'SO_TIMESTAMPNS': {
-          const ns = this.flag(record, flags.receiveTimestampNs);
-          const isNew = this.flag(record, flags.timestampNew);
-          if (ns === undefined || isNew === undefined) return undefined;
-          return ns && !isNew ? 1 : 0;
-        }
-        case 'SO_TXTIME': {
-          const clock = this.small(record, 'txtimeClock');
-          const deadline = this.small(record, 'txtimeDeadline');
-          const errors = this.small(record, 'txtimeErrors');
-          if (clock === undefined || deadline === undefined || errors === undefined) return undefined;
-          const txtimeFlags =
-            (deadline ? SOF_TXTIME_DEADLINE_MODE : 0) | (errors ? SOF_TXTIME_REPORT_ERRORS : 0);
-          return `${clock}/${txtimeFlags}`;
-        }
-        case 'SO_MAX_PACING_RATE':
-          return r.has('maxPacingRate')
-            ? u64Value(BigInt.asUintN(64, r.long(record, 'maxPacingRate')))
-            : undefined;
-        case 'TCP_CORK': {
-          const nagle = this.small(record, 'nagle');
-          return nagle === undefined ? undefined : nagle & TCP_NAGLE_CORK ? 1 : 0;
-        }
-        case 'TCP_QUICKACK': {
-          // !inet_csk_in_pingpong_mode(sk): pingpong below the sysctl's threshold.
-          const pingpong = this.small(record, 'pingpong');
-          const threshold = this.defaults.pingpongThreshold;
-          if (pingpong === undefined || !this.kernel.pingpongSysctl || threshold === null) return undefined;
-          return pingpong >= threshold ? 0 : 1;
-        }
-        case 'TCP_LINGER2': {
-          // Negative (no FIN_WAIT2 timer) as it is; 0 is tcp_fin_timeout; else jiffies / HZ.
-          const linger2 = this.small(record, 'linger2');
-          if (linger2 === undefined || linger2 < 0) return linger2;
-          if (linger2 === 0) return this.defaults.finTimeout ?? undefined;
-          return hz === null ? undefined : Math.floor(linger2 / hz);
-        }
-        case 'TCP_ULP':
-          // No upper layer protocol: getsockopt answers with an empty name. A name is read.
-          return this.small(record, 'ulp') === 0 ? '' : undefined;
-        case 'TCP_FASTOPEN_CONNECT':
-          return this.small(record, 'fastopenConnect');
-        case 'TCP_TX_DELAY':
-          return this.small(record, 'txDelay');
-        case 'TCP_INQ':
-          return this.small(record, 'receiveQueueHint');
-        case 'IP_TTL': {
-          // uc_ttl -1: the namespace's ip_default_ttl.
-          const ttl = this.small(record, 'unicastTtl');
-          if (ttl === undefined || ttl >= 0) return ttl;
-          return this.defaults.defaultTtl ?? undefined;
-        }
-        case 'IP_MTU_DISCOVER':
-          return this.small(record, 'pmtuDiscovery');
-        case 'IP_MINTTL':
-          return this.small(record, 'minTtl');
-        default:
-          return undefined;
-      }
+    const small = (field: TcpField) => r.smallReader(field);
+    const flag = (bit: number | null) => (bit === null ? null : r.bitReader('flags', bit));
+    const flagValue = (bit: number | null): Settler | null => {
+      const read = flag(bit);
+      return read && ((record) => (read(record) ? 1 : 0));
     };
-    return SETTLED_FROM_FIELDS.has(spec.name) ? settle : null;
-  }
-
-  /** A small field, or undefined where this kernel lacks it. */
-  private small(record: number, field: TcpField): number | undefined {
-    return this.records.has(field) ? this.records.small(record, field) : undefined;
-  }
-
-  /** Flag `bit` of sk_flags, or undefined where this kernel lacks the flag. */
-  private flag(record: number, bit: number | null): boolean | undefined {
-    if (bit === null || !this.records.has('flags')) return undefined;
-    return this.records.longBit(record, 'flags', bit);
-  }
-
-  private flagValue(record: number, bit: number | null): number | undefined {
-    const on = this.flag(record, bit);
-    return on === undefined ? undefined : on ? 1 : 0;
+    switch (spec.name) {
+      case 'SO_RCVTIMEO':
+        return this.timeoutSettler('rcvtimeo');
+      case 'SO_SNDTIMEO':
+        return this.timeoutSettler('sndtimeo');
+      case 'SO_LINGER': {
+        const on = flag(flags.linger);
+        if (!on) return null;
+        const withTime = hz !== null && r.has('lingerTime');
+        // Off needs no conversion; a time needs HZ.
+        return (record) =>
+          !on(record)
+            ? null
+            : withTime
+              ? lingerSeconds(true, r.long(record, 'lingerTime'), hz as number)
+              : undefined;
+      }
+      case 'SO_BUF_LOCK': {
+        const locks = small('userLocks');
+        return this.kernel.units.bufLock && locks ? (record) => locks(record) & SOCK_BUF_LOCK_MASK : null;
+      }
+      case 'TCP_FASTOPEN':
+        return small('fastopenMaxQueue');
+      case 'TCP_DEFER_ACCEPT': {
+        const retransmits = small('deferAccept');
+        if (!retransmits) return null;
+        const convert = this.kernel.units.deferAccept;
+        return (record) => {
+          const n = retransmits(record);
+          if (n === 0) return 0;
+          return convert ? retransmitsToSeconds(n, DEFER_ACCEPT_TIMES) : undefined;
+        };
+      }
+      // sk_getsockopt answers 1 for every socket: Linux keeps no send low-water mark.
+      case 'SO_SNDLOWAT':
+        return () => 1;
+      case 'SO_BUSY_POLL':
+        return small('busyPollUsec');
+      case 'SO_PREFER_BUSY_POLL':
+        return small('preferBusyPoll');
+      case 'SO_INCOMING_CPU':
+        return small('incomingCpu');
+      case 'SO_TIMESTAMPING':
+        return small('timestamping');
+      case 'SO_ZEROCOPY':
+        return flagValue(flags.zerocopy);
+      case 'SO_OOBINLINE':
+        return flagValue(flags.urgentInline);
+      case 'SO_DONTROUTE':
+        return flagValue(flags.localRoute);
+      case 'SO_TIMESTAMP': {
+        // Microsecond timestamps asked for the old way, not superseded by nanoseconds.
+        const on = flag(flags.receiveTimestamp);
+        const isNew = flag(flags.timestampNew);
+        const ns = flag(flags.receiveTimestampNs);
+        if (!on || !isNew || !ns) return null;
+        return (record) => (on(record) && !isNew(record) && !ns(record) ? 1 : 0);
+      }
+      case 'SO_TIMESTAMPNS': {
+        const ns = flag(flags.receiveTimestampNs);
+        const isNew = flag(flags.timestampNew);
+        if (!ns || !isNew) return null;
+        return (record) => (ns(record) && !isNew(record) ? 1 : 0);
+      }
+      case 'SO_TXTIME': {
+        const clock = small('txtimeClock');
+        const deadline = small('txtimeDeadline');
+        const errors = small('txtimeErrors');
+        if (!clock || !deadline || !errors) return null;
+        return (record) =>
+          `${clock(record)}/${(deadline(record) ? SOF_TXTIME_DEADLINE_MODE : 0) | (errors(record) ? SOF_TXTIME_REPORT_ERRORS : 0)}`;
+      }
+      case 'SO_MAX_PACING_RATE':
+        return r.has('maxPacingRate')
+          ? (record) => u64Value(BigInt.asUintN(64, r.long(record, 'maxPacingRate')))
+          : null;
+      case 'TCP_CORK': {
+        const nagle = small('nagle');
+        return nagle && ((record) => (nagle(record) & TCP_NAGLE_CORK ? 1 : 0));
+      }
+      case 'TCP_QUICKACK': {
+        // !inet_csk_in_pingpong_mode(sk): pingpong below the sysctl's threshold.
+        const pingpong = small('pingpong');
+        const threshold = defaults.pingpongThreshold;
+        if (!pingpong || !this.kernel.pingpongSysctl || threshold === null) return null;
+        return (record) => (pingpong(record) >= threshold ? 0 : 1);
+      }
+      case 'TCP_LINGER2': {
+        // Negative (no FIN_WAIT2 timer) as it is; 0 is tcp_fin_timeout; else jiffies / HZ.
+        const linger2 = small('linger2');
+        if (!linger2) return null;
+        const finTimeout = defaults.finTimeout;
+        return (record) => {
+          const value = linger2(record);
+          if (value < 0) return value;
+          if (value === 0) return finTimeout ?? undefined;
+          return hz === null ? undefined : Math.floor(value / hz);
+        };
+      }
+      case 'TCP_ULP': {
+        // No upper layer protocol: getsockopt answers with an empty name. A name is read.
+        const ulp = small('ulp');
+        return ulp && ((record) => (ulp(record) === 0 ? '' : undefined));
+      }
+      case 'TCP_FASTOPEN_CONNECT':
+        return small('fastopenConnect');
+      case 'TCP_TX_DELAY':
+        return small('txDelay');
+      case 'TCP_INQ':
+        return small('receiveQueueHint');
+      case 'IP_TTL': {
+        // uc_ttl -1: the namespace's ip_default_ttl.
+        const ttl = small('unicastTtl');
+        if (!ttl) return null;
+        const defaultTtl = defaults.defaultTtl;
+        return (record) => {
+          const value = ttl(record);
+          return value >= 0 ? value : (defaultTtl ?? undefined);
+        };
+      }
+      case 'IP_MTU_DISCOVER':
+        return small('pmtuDiscovery');
+      case 'IP_MINTTL':
+        return small('minTtl');
+      default:
+        return null;
+    }
   }
 
   /** A receive or send timeout: none needs no HZ, any other does. */
-  private timeout(record: number, field: 'rcvtimeo' | 'sndtimeo'): OptionValue | undefined {
-    if (this.records.longIsMax(record, field)) return timeoutMilliseconds(LONG_MAX, 1);
+  private timeoutSettler(field: 'rcvtimeo' | 'sndtimeo'): Settler | null {
+    const r = this.records;
+    if (!r.has(field)) return null;
     const hz = this.kernel.units.hz;
-    return hz === null ? undefined : timeoutMilliseconds(this.records.long(record, field), hz);
+    return (record) => {
+      if (r.longIsMax(record, field)) return timeoutMilliseconds(LONG_MAX, 1);
+      return hz === null ? undefined : timeoutMilliseconds(r.long(record, field), hz);
+    };
   }
 }
 

@@ -243,25 +243,37 @@ export class TcpOptionRecords {
     return this.view.getInt32(record + 8 + 4 * i, hostIsLittleEndian);
   }
 
-  /** A copied field of 1, 2 or 4 bytes (an int, u8 or u16), or a bitfield's bits alone. */
-  small(record: number, name: TcpField): number {
-    const { at, width, bits, signed } = this.fieldLayout(name);
+  /**
+   * A reader of one copied field of 1, 2 or 4 bytes (an int, u8 or u16, sign-extended
+   * where it is signed), or a bitfield's bits alone: made once, so that reading a
+   * socket's value neither looks the field up by name nor chooses its width. Null where
+   * this kernel lacks the field.
+   */
+  smallReader(name: TcpField): ((record: number) => number) | null {
+    const field = this.layout.fields[name];
+    if (field === undefined) return null;
+    const { at, width, bits, signed } = field;
     const v = this.view;
-    switch (width) {
-      case 1: {
-        if (signed) return v.getInt8(record + at);
-        const byte = v.getUint8(record + at);
-        return bits ? (byte >> bits.shift) & ((1 << bits.width) - 1) : byte;
-      }
-      case 2:
-        return signed
-          ? v.getInt16(record + at, hostIsLittleEndian)
-          : v.getUint16(record + at, hostIsLittleEndian);
-      case 4:
-        return v.getInt32(record + at, hostIsLittleEndian);
-      default:
-        throw new Error(`tcp_sock field ${name} is ${width} bytes, not a small one`);
+    if (width === 1 && signed) return (record) => v.getInt8(record + at);
+    if (width === 1 && bits) {
+      const mask = (1 << bits.width) - 1;
+      return (record) => (v.getUint8(record + at) >> bits.shift) & mask;
     }
+    if (width === 1) return (record) => v.getUint8(record + at);
+    if (width === 2 && signed) return (record) => v.getInt16(record + at, hostIsLittleEndian);
+    if (width === 2) return (record) => v.getUint16(record + at, hostIsLittleEndian);
+    if (width === 4) return (record) => v.getInt32(record + at, hostIsLittleEndian);
+    throw new Error(`tcp_sock field ${name} is ${width} bytes, not a small one`);
+  }
+
+  /** A reader of bit `bit` of a long field (a flags word), made once; null where this kernel lacks the field. */
+  bitReader(name: TcpField, bit: number): ((record: number) => boolean) | null {
+    const field = this.layout.fields[name];
+    if (field === undefined || field.width !== 8) return null;
+    const word = field.at + (bit < 32 === hostIsLittleEndian ? 0 : 4);
+    const shift = bit & 31;
+    const v = this.view;
+    return (record) => ((v.getUint32(record + word, hostIsLittleEndian) >>> shift) & 1) === 1;
   }
 
   /** A copied field of 8 bytes (a long): the rare caller that needs its value. */
@@ -279,26 +291,15 @@ export class TcpOptionRecords {
     );
   }
 
-  /** Bit `bit` (below 64) of a long field, such as a flags word. */
-  longBit(record: number, name: TcpField, bit: number): boolean {
-    const at = record + this.longAt(name);
-    const word = bit < 32 === hostIsLittleEndian ? at : at + 4;
-    return ((this.view.getUint32(word, hostIsLittleEndian) >>> (bit & 31)) & 1) === 1;
-  }
-
   /** Whether this kernel has the field (and the pass read it). */
   has(name: TcpField): boolean {
     return this.layout.fields[name] !== undefined;
   }
 
-  private fieldLayout(name: TcpField): FieldLayout {
+  private longAt(name: TcpField): number {
     const field = this.layout.fields[name];
     if (field === undefined) throw new Error(`the pass did not read tcp_sock field ${name}`);
-    return field;
-  }
-
-  private longAt(name: TcpField): number {
-    const { at, width } = this.fieldLayout(name);
+    const { at, width } = field;
     if (width !== 8) throw new Error(`tcp_sock field ${name} is ${width} bytes, not a long`);
     return at;
   }
