@@ -3,6 +3,7 @@ import {
   addressBytes,
   applyFilter,
   checkSatisfiable,
+  filtersNothing,
   matchesEndpoint,
   matchesFilter,
   matchesOption,
@@ -278,6 +279,27 @@ describe('matchesFilter', () => {
 });
 
 describe('applyFilter', () => {
+  it('keeps every socket, in order, where no flag narrows the filter, and only then takes that shortcut', () => {
+    const sockets = [socket(), socket({ state: 'LISTEN' }), socket({ diag: null, options: null })];
+    expect(filtersNothing(NO_FILTER)).toBe(true);
+    const all = applyFilter(sockets, NO_FILTER);
+    expect(all).toEqual({ sockets, warnings: [] });
+    expect(all.sockets).not.toBe(sockets);
+    const narrowing: Array<Partial<SocketFilter>> = [
+      { listening: true },
+      { diag: true },
+      { states: ['LISTEN'] },
+      { ports: [80] },
+      { local: [parseEndpointPattern('127.0.0.1', '--local')] },
+      { remote: [parseEndpointPattern(':80', '--remote')] },
+      { pids: [1] },
+      { commands: ['nginx'] },
+      { options: [parseOptionPredicate('TCP_NODELAY=1')] },
+    ];
+    for (const fields of narrowing)
+      expect(filtersNothing(filter(fields)), Object.keys(fields)[0]).toBe(false);
+  });
+
   it('counts the sockets it could not judge for want of options or Diag', () => {
     const sockets = [
       socket({ inode: 1 }),
