@@ -470,15 +470,14 @@ function scanProcFds(
 /**
  * The owner scan by a BPF iterator (procfs/bpf-owners.ts) where settings and host allow
  * — the same conditions as the options pass, and knetstat seeing the kernel's own pids
- * in /proc — filling `scan`; false where the /proc scan must do it (quietly in 'auto'
- * for want of privilege, BTF or a kernel type, with a warning otherwise).
+ * in /proc — filling each socket's `processes`; false where the /proc scan must do it
+ * (quietly in 'auto' for want of privilege, BTF or a kernel type, with a warning
+ * otherwise).
  */
 function bpfOwners(
   settings: CollectSettings,
   procRoot: string,
   sockets: readonly SocketRecord[],
-  wanted: ReadonlySet<number>,
-  scan: OwnerScan,
   warnings: string[],
 ): boolean {
   const mode = settings.bpf ?? 'auto';
@@ -498,10 +497,11 @@ function bpfOwners(
     if (!seesAll)
       throw new Error('needs CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, to see what a /proc scan would');
     preparedOwners ??= prepareOwnerProgram(kernelBtf());
-    scanOwnersWithBpf(preparedOwners, wanted, scan, sockets.length);
+    scanOwnersWithBpf(preparedOwners, sockets);
     return true;
   } catch (error) {
-    scan.owners.clear();
+    // The /proc scan starts from no owners, whatever the pass added before it failed.
+    for (const socket of sockets) if (socket.processes.length > 0) socket.processes = [];
     reportBpfFailure(error, mode, 'the BPF owner scan', '/proc was scanned instead', warnings);
     return false;
   }
@@ -549,14 +549,17 @@ export function collectSockets(settings: CollectSettings = {}): Collection {
     const enumerated = enumerate(settings, procRoot, warnings);
     let sockets = enumerated.sockets;
     if (split) {
-      const wanted = new Set<number>();
-      for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
       const scan: OwnerScan = { owners: new Map(), unreadableProcesses: 0 };
-      if (bpfOwners(settings, procRoot, sockets, wanted, scan, warnings)) bpfUse.owners = true;
-      else scanProcFds(procRoot, split, wanted, scan, helperFailed);
-      for (const s of sockets) {
-        const owners = scan.owners.get(s.inode);
-        if (owners) s.processes = owners;
+      if (bpfOwners(settings, procRoot, sockets, warnings)) {
+        bpfUse.owners = true;
+      } else {
+        const wanted = new Set<number>();
+        for (const s of sockets) if (s.inode !== 0) wanted.add(s.inode);
+        scanProcFds(procRoot, split, wanted, scan, helperFailed);
+        for (const s of sockets) {
+          const owners = scan.owners.get(s.inode);
+          if (owners) s.processes = owners;
+        }
       }
       if (settings.options !== false) {
         const pass = bpfPass(settings, enumerated.source, sockets, warnings, early);

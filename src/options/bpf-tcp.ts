@@ -17,7 +17,7 @@ import { ProtocolError } from '../sys/errors.js';
 import { IteratorThread, iteratorThreadsUsable } from '../sys/iterator-thread.js';
 import { readToEnd } from '../sys/read-to-end.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
-import { CookieIndex } from './cookie-index.js';
+import { IdIndex } from './id-index.js';
 
 /** The path from struct tcp_sock to its struct sock. */
 const SK = ['inet_conn', 'icsk_inet', 'sk'] as const;
@@ -209,14 +209,14 @@ function assemble(layout: Layout): Uint8Array {
 export class TcpOptionRecords {
   private readonly view: DataView;
   /** Record offset by cookie. */
-  private readonly index: CookieIndex;
+  private readonly index: IdIndex;
 
   constructor(
     private readonly layout: Layout,
     bytes: Uint8Array,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.index = new CookieIndex(Math.floor(bytes.byteLength / layout.size));
+    this.index = new IdIndex(Math.floor(bytes.byteLength / layout.size));
     const [low, high] = hostIsLittleEndian ? [0, 4] : [4, 0];
     for (let at = 0; at + layout.size <= bytes.byteLength; at += layout.size) {
       const cookie =

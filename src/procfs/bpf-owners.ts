@@ -13,10 +13,12 @@
  */
 
 import { readlinkSync } from 'node:fs';
+import type { SocketRecord } from '../model.js';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
+import { IdIndex } from '../options/id-index.js';
 import { Assembler, runIteratorProgram } from '../sys/bpf.js';
 import { type Btf, BtfKind } from '../sys/btf.js';
-import { addOwner, type OwnerScan, readCommand } from './owners.js';
+import { insertOwner, readCommand } from './owners.js';
 
 /** The initial pid namespace's inode number (PROC_PID_INIT_INO), the same on every kernel. */
 const INITIAL_PID_NAMESPACE = 'pid:[4026531836]';
@@ -73,17 +75,22 @@ export function prepareOwnerProgram(btf: Btf): PreparedOwnerProgram {
 }
 
 /**
- * Adds the owners of the `wanted` socket inodes to `scan`, in the order the /proc scan
- * would (by pid, then fd). `expectedFiles` sizes the buffer. Throws a BpfError where the
- * kernel refuses the program.
+ * Adds to each socket of `sockets` with an inode its owners (`processes`), in the order
+ * the /proc scan would (by pid, then fd). Throws a BpfError where the kernel refuses the
+ * program.
  */
-export function scanOwnersWithBpf(
-  prepared: PreparedOwnerProgram,
-  wanted: ReadonlySet<number>,
-  scan: OwnerScan,
-  expectedFiles: number,
-): void {
-  const expected = RECORD * (expectedFiles + (expectedFiles >> 4) + 256);
+export function scanOwnersWithBpf(prepared: PreparedOwnerProgram, sockets: readonly SocketRecord[]): void {
+  // Inode → the socket: an index in typed arrays, not a Set and a Map of tens of
+  // thousands of numbers. A socket listed twice (an interrupted dump) shares the first
+  // one's owners, as it did when owners were kept by inode.
+  const bySocket = new IdIndex(sockets.length);
+  const repeats: number[] = [];
+  sockets.forEach((socket, i) => {
+    if (socket.inode === 0) return;
+    if (bySocket.get(socket.inode) >= 0) repeats.push(i);
+    else bySocket.set(socket.inode, i);
+  });
+  const expected = RECORD * (sockets.length + (sockets.length >> 4) + 256);
   const bytes = runIteratorProgram(prepared.program, prepared.attachBtfId, 'knetstat_owners', expected);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const commands = new Map<number, string>();
@@ -93,13 +100,18 @@ export function scanOwnersWithBpf(
     const inode =
       view.getUint32(at + high, hostIsLittleEndian) * 4294967296 +
       view.getUint32(at + low, hostIsLittleEndian);
-    if (!wanted.has(inode)) continue;
+    const socket = sockets[bySocket.get(inode)];
+    if (socket === undefined) continue;
     const pid = view.getUint32(at, hostIsLittleEndian);
     let command = commands.get(pid);
     if (command === undefined) {
       command = readCommand(pid);
       commands.set(pid, command);
     }
-    addOwner(scan.owners, inode, { pid, fd: view.getUint32(at + 4, hostIsLittleEndian), command });
+    insertOwner(socket.processes, { pid, fd: view.getUint32(at + 4, hostIsLittleEndian), command });
+  }
+  for (const i of repeats) {
+    const socket = sockets[i] as SocketRecord;
+    socket.processes = (sockets[bySocket.get(socket.inode)] as SocketRecord).processes;
   }
 }

@@ -79,17 +79,20 @@ function fdNameAt(source: Uint8Array, at: number, name: Uint8Array): number {
  */
 export function addOwner(owners: Map<number, SocketOwner[]>, inode: number, owner: SocketOwner): void {
   const list = owners.get(inode);
-  if (!list) {
-    owners.set(inode, [owner]);
-    return;
-  }
+  if (!list) owners.set(inode, [owner]);
+  else insertOwner(list, owner);
+}
+
+/** Adds `owner` to a socket's list of owners, in the order /proc lists them (by pid, then fd as named). */
+export function insertOwner(list: SocketOwner[], owner: SocketOwner): void {
   let at = list.length;
   while (at > 0) {
     const before = list[at - 1] as SocketOwner;
     if (before.pid !== owner.pid || String(before.fd) < String(owner.fd)) break;
     at--;
   }
-  list.splice(at, 0, owner);
+  if (at === list.length) list.push(owner);
+  else list.splice(at, 0, owner);
 }
 
 function isDecimal(name: string): boolean {

@@ -1,13 +1,13 @@
 /**
- * The cookie → record table of the BPF pass (options/cookie-index.ts), against a Map
+ * The id → value table of the BPF passes (options/id-index.ts), against a Map
  * given the same cookies: sequential ones as the kernel counts them, ones past 2^32,
  * ones that share a slot, a cookie set twice.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CookieIndex } from '../../src/options/cookie-index.js';
+import { IdIndex } from '../../src/options/id-index.js';
 
-describe('CookieIndex', () => {
+describe('IdIndex', () => {
   it('finds what a Map finds, and -1 for the rest', () => {
     fc.assert(
       fc.property(
@@ -16,7 +16,7 @@ describe('CookieIndex', () => {
         }),
         fc.array(fc.integer({ min: 0, max: 2 ** 53 - 1 }), { maxLength: 50 }),
         (cookies, probes) => {
-          const index = new CookieIndex(cookies.length);
+          const index = new IdIndex(cookies.length);
           const map = new Map<number, number>();
           cookies.forEach((cookie, i) => {
             index.set(cookie, i * 8);
@@ -30,7 +30,7 @@ describe('CookieIndex', () => {
   });
 
   it('holds 36,000 sequential cookies, as a pass over the bench finds them', () => {
-    const index = new CookieIndex(36_000);
+    const index = new IdIndex(36_000);
     for (let i = 0; i < 36_000; i++) index.set(4097 + i, i * 200);
     expect(index.size).toBe(36_000);
     expect(index.get(4097)).toBe(0);
@@ -39,7 +39,7 @@ describe('CookieIndex', () => {
   });
 
   it('refuses what is not a cookie, and more cookies than it was made for', () => {
-    const index = new CookieIndex(2);
+    const index = new IdIndex(2);
     expect(() => index.set(0, 1)).toThrow(RangeError);
     expect(() => index.set(2 ** 53, 1)).toThrow(RangeError);
     expect(index.get(Number.NaN)).toBe(-1);

@@ -1,0 +1,64 @@
+/**
+ * Positive integer id → int value, for tens of thousands of ids at a time (socket
+ * cookies → BPF records, socket inodes → sockets): an open-addressing table in two
+ * typed arrays, made in one go. A Map of as many numbers costs more to build than the
+ * BPF pass's whole read, and its entries are objects the collector copies.
+ *
+ * The ids are safe integers from 1 up (the kernel's sk_cookie counts from 1, and a socket
+ * inode is never 0), so 0 marks an empty slot.
+ */
+export class IdIndex {
+  private readonly keys: Float64Array;
+  private readonly values: Int32Array;
+  private readonly mask: number;
+  private count = 0;
+
+  /** Room for `capacity` ids, the table kept at most half full. */
+  constructor(capacity: number) {
+    let slots = 16;
+    while (slots < capacity * 2) slots *= 2;
+    this.keys = new Float64Array(slots);
+    this.values = new Int32Array(slots);
+    this.mask = slots - 1;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Fibonacci hashing of the id's two 32-bit halves folded together. */
+  private slotOf(id: number): number {
+    const low = id % 4294967296;
+    const high = (id - low) / 4294967296;
+    return Math.imul(low ^ Math.imul(high, 0x85ebca6b), 0x9e3779b1) & this.mask;
+  }
+
+  /** Sets the value of `id` (a positive safe integer); a second set replaces the first. */
+  set(id: number, value: number): void {
+    if (!(id > 0 && Number.isSafeInteger(id))) throw new RangeError(`not an id: ${id}`);
+    for (let slot = this.slotOf(id); ; slot = (slot + 1) & this.mask) {
+      const key = this.keys[slot] as number;
+      if (key === id) {
+        this.values[slot] = value;
+        return;
+      }
+      if (key === 0) {
+        if ((this.count + 1) * 2 > this.keys.length) throw new RangeError('the index is full');
+        this.keys[slot] = id;
+        this.values[slot] = value;
+        this.count++;
+        return;
+      }
+    }
+  }
+
+  /** The value of `id`, or -1. */
+  get(id: number): number {
+    if (!(id > 0)) return -1;
+    for (let slot = this.slotOf(id); ; slot = (slot + 1) & this.mask) {
+      const key = this.keys[slot] as number;
+      if (key === id) return this.values[slot] as number;
+      if (key === 0) return -1;
+    }
+  }
+}
