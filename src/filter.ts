@@ -378,7 +378,6 @@ export interface FilterResult {
   warnings: string[];
 }
 
-/** Applies a filter and says how many sockets it could not judge for want of data. */
 /** Whether a filter lets every socket through (no flag narrowed it). */
 export function filtersNothing(filter: SocketFilter): boolean {
   return (
@@ -394,6 +393,7 @@ export function filtersNothing(filter: SocketFilter): boolean {
   );
 }
 
+/** Applies a filter and says how many sockets it could not judge for want of data. */
 export function applyFilter(sockets: readonly SocketRecord[], filter: SocketFilter): FilterResult {
   // The usual listing: no pass over tens of thousands of sockets to keep them all.
   if (filtersNothing(filter)) return { sockets: [...sockets], warnings: [] };

@@ -147,7 +147,9 @@ function layoutFor(btf: Btf, optionNames: readonly string[], fieldOptions: Reado
   for (const [name, spec] of Object.entries(FIELDS) as Array<[TcpField, FieldSpec]>) {
     if (!spec.for.some((option) => fieldOptions.has(option))) continue;
     const place = placeOf(btf, spec);
-    if (place === null || (spec.long && place.size !== 8)) continue;
+    // A long narrower than 8 bytes (a 32-bit kernel), or any other field wider than 4
+    // that is not a pointer tested for null, is not one knetstat knows how to read.
+    if (place === null || (spec.long ? place.size !== 8 : !spec.nonNull && place.size > 4)) continue;
     if (![1, 2, 4, 8].includes(place.size)) throw new Error(`tcp_sock field ${name} is ${place.size} bytes`);
     places.push({ name, spec, place, width: spec.nonNull ? 1 : (place.size as Width) });
   }

@@ -269,7 +269,12 @@ describe('what the BPF pass settles, from its records', () => {
       if (field.width === 8) view.setBigInt64(field.at, BigInt(value), true);
       else if (field.width === 4) view.setInt32(field.at, Number(value), true);
       else if (field.width === 2) view.setInt16(field.at, Number(value), true);
-      else view.setUint8(field.at, field.bits ? Number(value) << field.bits.shift : Number(value));
+      else if (!field.bits) view.setUint8(field.at, Number(value));
+      else {
+        // The bitfield's neighbours in its byte all set: a reader must mask them off.
+        const mask = ((1 << field.bits.width) - 1) << field.bits.shift;
+        view.setUint8(field.at, ((Number(value) << field.bits.shift) & mask) | (~mask & 0xff));
+      }
     }
     return new TcpOptionRecords(fieldLayout, bytes);
   }

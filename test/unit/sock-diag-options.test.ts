@@ -9,6 +9,7 @@ import type { SockDiagOptionFacts, SocketRecord } from '../../src/model.js';
 import {
   INET_DIAG_CONG,
   INET_DIAG_MARK,
+  INET_DIAG_SKMEMINFO,
   INET_DIAG_SKV6ONLY,
   INET_DIAG_SOCKOPT,
   INET_DIAG_SOCKOPT_BITS,
@@ -94,6 +95,54 @@ describe.skipIf(!littleEndian)('INET_DIAG option attributes (little-endian layou
       { optionFacts: true },
     );
     expect(parsed.optionFacts).toEqual({ boundInterface: 0 });
+  });
+
+  it('share one facts object between sockets whose facts are all the same, and only those', () => {
+    const meminfo = (rcvbuf: number, sndbuf: number) => {
+      const b = new Uint8Array(36);
+      const view = new DataView(b.buffer);
+      view.setUint32(4, rcvbuf, true);
+      view.setUint32(12, sndbuf, true);
+      return rtattr(INET_DIAG_SKMEMINFO, b);
+    };
+    const parse = (interfaceIndex: number, extra: Uint8Array[]) =>
+      parseInetDiagMessage(message(10, interfaceIndex, [...attributes, meminfo(1000, 2000), ...extra]), {
+        optionFacts: true,
+      }).optionFacts;
+    const base = parse(3, []);
+    expect(parse(3, [])).toBe(base);
+    expect(base).toMatchObject({ rcvbuf: 1000, sndbuf: 2000 });
+    // Any one value different: an object of its own, with that value. (A later
+    // attribute of the same type replaces the earlier one.)
+    const variants = [
+      parse(4, []),
+      parse(3, [rtattr(INET_DIAG_TOS, Uint8Array.of(0x11))]),
+      parse(3, [rtattr(INET_DIAG_TCLASS, Uint8Array.of(0x29))]),
+      parse(3, [rtattr(INET_DIAG_SKV6ONLY, Uint8Array.of(0))]),
+      parse(3, [rtattr(INET_DIAG_MARK, u32(7))]),
+      parse(3, [rtattr(INET_DIAG_CONG, new TextEncoder().encode('bbr\0'))]),
+      parse(3, [rtattr(INET_DIAG_SOCKOPT, Uint8Array.of(0, 0))]),
+      parse(3, [meminfo(1001, 2000)]),
+      parse(3, [meminfo(1000, 2001)]),
+    ];
+    for (const [i, facts] of variants.entries()) {
+      expect(facts, `variant ${i}`).not.toBe(base);
+      expect(facts, `variant ${i}`).not.toEqual(base);
+    }
+    // The fields compared are all the fields there are.
+    expect(Object.keys(base ?? {}).sort()).toEqual(
+      [
+        'boundInterface',
+        'congestion',
+        'inetFlags',
+        'mark',
+        'rcvbuf',
+        'sndbuf',
+        'tclass',
+        'tos',
+        'v6only',
+      ].sort(),
+    );
   });
 
   it('reuse one string for a congestion name seen before, and tell different names apart', () => {
