@@ -243,14 +243,17 @@ describe('what the BPF pass settles, from its records', () => {
     pmtudisc: { offset: 802, size: 1 },
     min_ttl: { offset: 803, size: 1 },
   };
-  const fakeBtf = {
-    field: (_struct: string, path: readonly string[]) => {
-      const place = places[path[path.length - 1] as string];
-      if (!place) throw new ProtocolError(`no ${path.join('.')}`);
-      return place;
-    },
-    find: () => 1,
-  } as unknown as Btf;
+  /** A kernel's BTF as far as the options program asks it: these fields, by their last name. */
+  const btfWith = (fields: Record<string, FieldPlace>) =>
+    ({
+      field: (_struct: string, path: readonly string[]) => {
+        const place = fields[path[path.length - 1] as string];
+        if (!place) throw new ProtocolError(`no ${path.join('.')}`);
+        return place;
+      },
+      find: () => 1,
+    }) as unknown as Btf;
+  const fakeBtf = btfWith(places);
   const names = ['TCP_NODELAY', 'TCP_KEEPIDLE'];
   const { layout } = prepareTcpProgram(fakeBtf, names);
   const LONG_MAX = 0x7fffffffffffffffn;
@@ -460,15 +463,7 @@ describe('what the BPF pass settles, from its records', () => {
     const sparse = Object.fromEntries(
       Object.entries(places).filter(([name]) => !['sk_ll_usec', 'tcp_tx_delay', 'uc_ttl'].includes(name)),
     );
-    const lacking = {
-      field: (_struct: string, path: readonly string[]) => {
-        const place = sparse[path[path.length - 1] as string];
-        if (!place) throw new ProtocolError(`no ${path.join('.')}`);
-        return place;
-      },
-      find: () => 1,
-    } as unknown as Btf;
-    const thin = prepareTcpProgram(lacking, names).layout;
+    const thin = prepareTcpProgram(btfWith(sparse), names).layout;
     expect(Object.keys(thin.fields)).not.toContain('busyPollUsec');
     const p = new BpfPass(records({}, thin), facts(HZ250), SYSCTLS);
     expect(p.value(0, spec('SO_BUSY_POLL'))).toBeUndefined();
