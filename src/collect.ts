@@ -367,25 +367,40 @@ function bpfPass(
   warnings: string[],
   early: PendingBpfPass | Error | undefined,
 ): BpfPass | undefined {
-  const mode = settings.bpf ?? 'auto';
   const only = settings.options;
-  // Sockets from /proc/net have no cookie to find their records by.
-  if (mode === 'off' || settings.fdAccess !== undefined || source === 'proc' || only === false)
-    return undefined;
-  if (!bpfCanSettle(only)) return undefined;
+  if (only === false || !optionsPassAllowed(settings, source)) return undefined;
   let pass: BpfPass | Error;
   if (early !== undefined) {
     pass = early instanceof Error ? early : early.finish();
   } else {
     let tcp = 0;
     for (const s of sockets) if (s.protocol === 'tcp' && !s.minisocket) tcp++;
-    if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
-      return undefined;
+    if (!enoughForOptionsPass(settings, tcp)) return undefined;
     pass = runBpfPass(only, tcp);
   }
   if (!(pass instanceof Error)) return pass;
-  reportBpfFailure(pass, mode, 'the BPF pass', 'options were read with getsockopt instead', warnings);
+  reportBpfFailure(pass, settings.bpf, 'the BPF pass', 'options were read with getsockopt instead', warnings);
   return undefined;
+}
+
+/**
+ * Whether the options pass may run for these settings over sockets from `source`,
+ * whatever their number: the rule before the dump and after it.
+ */
+function optionsPassAllowed(settings: CollectSettings, source: Source | 'auto' | undefined): boolean {
+  // Sockets from /proc/net have no cookie to find their records by.
+  if ((settings.bpf ?? 'auto') === 'off' || settings.fdAccess !== undefined || source === 'proc')
+    return false;
+  return bpfCanSettle(settings.options);
+}
+
+/**
+ * Whether `tcp` TCP sockets call for the pass: always with 'on'; in 'auto', enough of
+ * them, the privilege to load it, and any process inspectable (see bpfPass).
+ */
+function enoughForOptionsPass(settings: CollectSettings, tcp: number): boolean {
+  if (settings.bpf === 'on') return true;
+  return tcp >= BPF_MIN_TCP_SOCKETS && mayLoadBpf() && mayInspectAnyProcess();
 }
 
 /**
@@ -399,14 +414,11 @@ function startBpfPassEarly(
   tables: readonly TableName[],
   procRoot: string,
 ): PendingBpfPass | Error | undefined {
-  const mode = settings.bpf ?? 'auto';
   const only = settings.options;
-  if (mode === 'off' || settings.fdAccess !== undefined || settings.source === 'proc' || only === false)
-    return undefined;
-  if (!bpfCanSettle(only) || !tables.some((table) => table.startsWith('tcp'))) return undefined;
+  if (only === false || !optionsPassAllowed(settings, settings.source)) return undefined;
+  if (!tables.some((table) => table.startsWith('tcp'))) return undefined;
   const tcp = tcpSocketsInUse(procRoot);
-  if (mode === 'auto' && (tcp < BPF_MIN_TCP_SOCKETS || !mayLoadBpf() || !mayInspectAnyProcess()))
-    return undefined;
+  if (!enoughForOptionsPass(settings, tcp)) return undefined;
   return startBpfPass(only, tcp);
 }
 
