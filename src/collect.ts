@@ -344,7 +344,7 @@ function bpfLikely(settings: CollectSettings): boolean {
   );
 }
 
-/** Whether the pass can settle any of the options asked for (for `-o IPV6_UNICAST_HOPS` it cannot). */
+/** Whether the pass can settle any of the options asked for (for `-o TCP_CONGESTION`, which the dump gives, it cannot). */
 function bpfCanSettle(only: ReadonlySet<string> | false | undefined): boolean {
   if (only === false) return false;
   if (only === undefined) return true;

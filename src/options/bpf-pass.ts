@@ -18,6 +18,7 @@
 import type { OptionValue, SocketRecord } from '../model.js';
 import { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, hasCapabilities } from '../procfs/capabilities.js';
 import { type OptionDefaults, readOptionDefaults } from '../procfs/sysctl.js';
+import { BpfError, kernelReadsAllowed } from '../sys/bpf.js';
 import { type Btf, kernelBtf } from '../sys/btf.js';
 import { ProtocolError } from '../sys/errors.js';
 import {
@@ -74,6 +75,8 @@ export interface KernelFacts {
   flags: SockFlagBits;
   /** Whether TCP_QUICKACK compares icsk_ack.pingpong with the tcp_pingpong_thresh sysctl (6.x). */
   pingpongSysctl: boolean;
+  /** INET_FLAGS_RECVERR6, the inet_flags bit IPV6_RECVERR reads (6.6 on); null before. */
+  recverr6Bit: number | null;
 }
 
 /** How the pass settles one option from a socket's record: its value, or undefined (getsockopt reads it). */
@@ -273,6 +276,21 @@ export class BpfPass {
         return small('pmtuDiscovery');
       case 'IP_MINTTL':
         return small('minTtl');
+      case 'IPV6_V6ONLY':
+        return small('v6only');
+      case 'IPV6_RECVERR': {
+        const on =
+          this.kernel.recverr6Bit === null ? null : r.bitReader('inetFlags', this.kernel.recverr6Bit);
+        return on && ((record) => (on(record) ? 1 : 0));
+      }
+      case 'IPV6_MTU_DISCOVER': {
+        // Read through pinet6: only where the socket has one, as every IPv6 socket does.
+        const hasInfo = small('ipv6Info');
+        const mode = small('pmtuDiscovery6');
+        return hasInfo && mode && ((record) => (hasInfo(record) === 1 ? mode(record) : undefined));
+      }
+      case 'IPV6_UNICAST_HOPS':
+        return r.hopLimitReader();
       default:
         return null;
     }
@@ -305,6 +323,16 @@ function flagBit(btf: Btf, name: string): number | null {
   }
 }
 
+/** An enumerator of any of this kernel's enums, or null where it has none. */
+function enumeratorOf(btf: Btf, name: string): number | null {
+  try {
+    return btf.enumerator(name);
+  } catch (error) {
+    if (error instanceof ProtocolError) return null;
+    throw error;
+  }
+}
+
 /** Whether this kernel's struct netns_ipv4 has tcp_pingpong_thresh (do_tcp_getsockopt then compares with it). */
 function hasPingpongSysctl(btf: Btf): boolean {
   try {
@@ -319,19 +347,28 @@ function hasPingpongSysctl(btf: Btf): boolean {
 /** Per option list: what the kernel's BTF gave, kept for the next collection (watch mode). */
 const prepared = new Map<string, Prepared | Error>();
 
+/**
+ * Set when the kernel refused a program that reads kernel memory (the IPv6 hop limit's
+ * route metric; see kernelReadsAllowed) for this process: from then on the programs
+ * leave IPV6_UNICAST_HOPS to getsockopt instead of losing the whole pass.
+ */
+let kernelReadsRefused = false;
+
 function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
   const names = BPF_READABLE_TCP_OPTIONS.filter((name) => !only || only.has(name));
   const fieldOptions = new Set([...FIELD_READ_TCP_OPTIONS].filter((name) => !only || only.has(name)));
-  const key = `${names.join(',')}|${[...fieldOptions].join(',')}`;
+  const kernelReads = !kernelReadsRefused && kernelReadsAllowed();
+  const key = `${names.join(',')}|${[...fieldOptions].join(',')}|${kernelReads}`;
   let ready = prepared.get(key);
   if (ready === undefined) {
     try {
       const btf = kernelBtf();
       ready = {
-        program: prepareTcpProgram(btf, names, fieldOptions),
+        program: prepareTcpProgram(btf, names, fieldOptions, kernelReads),
         kernel: {
           units: probeKernelUnits(),
           pingpongSysctl: hasPingpongSysctl(btf),
+          recverr6Bit: fieldOptions.has('IPV6_RECVERR') ? enumeratorOf(btf, 'INET_FLAGS_RECVERR6') : null,
           flags: {
             linger: flagBit(btf, 'SOCK_LINGER'),
             zerocopy: flagBit(btf, 'SOCK_ZEROCOPY'),
@@ -358,12 +395,29 @@ function prepare(only: ReadonlySet<string> | undefined): Prepared | Error {
  * program). The caller reads every option with getsockopt then, as without the pass.
  */
 export function runBpfPass(only: ReadonlySet<string> | undefined, expectedSockets: number): BpfPass | Error {
+  return withProgram(
+    only,
+    (ready) => new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.kernel, readOptionDefaults()),
+  );
+}
+
+/**
+ * `use` with the program prepared for `only`; where the kernel refuses to load one that
+ * reads kernel memory, once more with one that does not (exported for its test).
+ */
+export function withProgram<T>(
+  only: ReadonlySet<string> | undefined,
+  use: (ready: Prepared) => T,
+): T | Error {
   const ready = prepareIfAllowed(only);
   if (ready instanceof Error) return ready;
   try {
-    return new BpfPass(runTcpProgram(ready.program, expectedSockets), ready.kernel, readOptionDefaults());
+    return use(ready);
   } catch (error) {
-    return asError(error);
+    if (!(error instanceof BpfError && error.command === 'BPF_PROG_LOAD' && ready.program.layout.hopLimit))
+      return asError(error);
+    kernelReadsRefused = true;
+    return withProgram(only, use);
   }
 }
 
@@ -408,11 +462,8 @@ export function startBpfPass(
   only: ReadonlySet<string> | undefined,
   expectedSockets: number,
 ): PendingBpfPass | Error {
-  const ready = prepareIfAllowed(only);
-  if (ready instanceof Error) return ready;
-  try {
-    return new PendingBpfPass(startTcpProgram(ready.program, expectedSockets), ready);
-  } catch (error) {
-    return asError(error);
-  }
+  return withProgram(
+    only,
+    (ready) => new PendingBpfPass(startTcpProgram(ready.program, expectedSockets), ready),
+  );
 }

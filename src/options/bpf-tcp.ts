@@ -4,14 +4,24 @@
  * lets a BPF program read with bpf_getsockopt — which runs the kernel's own getsockopt
  * code, do_tcp_getsockopt and sk_getsockopt — and the struct fields (offsets from the
  * kernel's BTF) from which getsockopt works out the options bpf_getsockopt refuses;
- * bpf-pass.ts does that arithmetic.
+ * bpf-pass.ts does that arithmetic. An IPv6 socket's IPv6 options come from its struct
+ * ipv6_pinfo, and its effective hop limit is worked out in the program, from its route,
+ * device and namespace, as do_ipv6_getsockopt does (assembleHopLimit).
  *
  * Nothing here writes to a socket: bpf_getsockopt is the getsockopt path; the fields
- * are loads the verifier checks against the kernel's types.
+ * are loads the verifier checks against the kernel's types, and the one read it cannot
+ * check (a route's metric) is bpf_probe_read_kernel into the program's own stack.
  */
 
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
-import { Assembler, Helper, IteratorRun, runIteratorProgram, type Width } from '../sys/bpf.js';
+import {
+  Assembler,
+  Helper,
+  IteratorRun,
+  kernelReadsAllowed,
+  runIteratorProgram,
+  type Width,
+} from '../sys/bpf.js';
 import { type Btf, BtfKind, type FieldPlace } from '../sys/btf.js';
 import { ProtocolError } from '../sys/errors.js';
 import { IteratorThread, iteratorThreadsUsable } from '../sys/iterator-thread.js';
@@ -19,8 +29,12 @@ import { readToEnd } from '../sys/read-to-end.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 import { IdIndex } from './id-index.js';
 
-/** The path from struct tcp_sock to its struct sock. */
-const SK = ['inet_conn', 'icsk_inet', 'sk'] as const;
+/** The paths from struct tcp_sock to its struct inet_sock and struct sock. */
+const INET = ['inet_conn', 'icsk_inet'] as const;
+const SK = [...INET, 'sk'] as const;
+
+/** The IPv6 options of a TCP socket that the pass settles. */
+const IPV6_OPTIONS = ['IPV6_V6ONLY', 'IPV6_RECVERR', 'IPV6_MTU_DISCOVER', 'IPV6_UNICAST_HOPS'];
 
 interface FieldSpec {
   /** Where in struct tcp_sock, tried in order (members move between kernels). */
@@ -39,6 +53,12 @@ interface FieldSpec {
    * kernel address leaves the kernel.
    */
   nonNull?: true;
+  /**
+   * A field of another struct, reached through a pointer of struct tcp_sock: the
+   * nonNull field that copies whether the pointer is set (the program reads through it
+   * only then), and the struct it points to, in which `paths` lie.
+   */
+  through?: { pointer: string; struct: string };
 }
 
 /**
@@ -88,6 +108,16 @@ const FIELDS = {
   unicastTtl: { paths: [['inet_conn', 'icsk_inet', 'uc_ttl']], for: ['IP_TTL'], signed: true },
   pmtuDiscovery: { paths: [['inet_conn', 'icsk_inet', 'pmtudisc']], for: ['IP_MTU_DISCOVER'] },
   minTtl: { paths: [['inet_conn', 'icsk_inet', 'min_ttl']], for: ['IP_MINTTL'] },
+  // An IPv6 socket's struct ipv6_pinfo; NULL on an IPv4 one.
+  ipv6Info: { paths: [[...INET, 'pinet6']], for: IPV6_OPTIONS, nonNull: true },
+  v6only: { paths: [[...SK, '__sk_common', 'skc_ipv6only']], for: ['IPV6_V6ONLY'] },
+  // Since 6.6 the IPv6 flags too are bits of inet_flags (INET_FLAGS_RECVERR6).
+  inetFlags: { paths: [[...INET, 'inet_flags']], for: ['IPV6_RECVERR'], long: true },
+  pmtuDiscovery6: {
+    paths: [['pmtudisc']],
+    through: { pointer: 'ipv6Info', struct: 'ipv6_pinfo' },
+    for: ['IPV6_MTU_DISCOVER'],
+  },
 } satisfies Record<string, FieldSpec>;
 export type TcpField = keyof typeof FIELDS;
 
@@ -95,6 +125,29 @@ export type TcpField = keyof typeof FIELDS;
 export const FIELD_READ_TCP_OPTIONS: ReadonlySet<string> = new Set(
   Object.values(FIELDS).flatMap((field: FieldSpec) => field.for),
 );
+
+/**
+ * RTAX_HOPLIMIT (uapi linux/rtnetlink.h), the route metric ip6_dst_hoplimit reads first;
+ * and DST_METRICS_FLAGS (net/dst.h), the low bits of dst_entry._metrics that are flags,
+ * not address, since 2.6.39.
+ */
+const RTAX_HOPLIMIT = 10;
+const DST_METRICS_FLAGS = 3;
+
+/** Where the kernel keeps what IPV6_UNICAST_HOPS is worked out from (see hopLimitPlaces). */
+interface HopLimitPlaces {
+  pinet6: number;
+  hopLimit: FieldPlace;
+  dstCache: number;
+  metrics: number;
+  dev: number;
+  ip6Ptr: number;
+  deviceHopLimit: FieldPlace;
+  deviceNet: number;
+  sockNet: number;
+  devconfAll: number;
+  devconfHopLimit: FieldPlace;
+}
 
 interface FieldLayout {
   /** Byte offset in the record, and the width written there. */
@@ -107,6 +160,8 @@ interface FieldLayout {
   bits?: { shift: number; width: number };
   signed?: true;
   nonNull?: true;
+  /** Read through the pointer at this offset of struct tcp_sock, where it is set. */
+  through?: number;
 }
 
 interface Layout {
@@ -114,6 +169,12 @@ interface Layout {
   options: readonly OptionSpec[];
   /** The fields this kernel has, of those wanted. */
   fields: Partial<Record<TcpField, FieldLayout>>;
+  /**
+   * IPV6_UNICAST_HOPS as the program works it out (an int at `at`), and a byte at
+   * `knownAt` that is 1 where it could; absent where not asked for, or where this
+   * kernel's types or its lockdown leave it to getsockopt.
+   */
+  hopLimit?: { at: number; knownAt: number; places: HopLimitPlaces };
   size: number;
 }
 
@@ -123,27 +184,78 @@ function specOf(name: string): OptionSpec {
   return spec;
 }
 
-/** Where a field lies in this kernel's struct tcp_sock, or null where it has none. */
+/**
+ * Where a field lies in this kernel's struct tcp_sock (or the struct it is reached
+ * through), or null where it has none.
+ */
 function placeOf(btf: Btf, field: FieldSpec): FieldPlace | null {
   for (const path of field.paths) {
-    try {
-      return btf.field('tcp_sock', path);
-    } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-    }
+    const place = tryField(btf, field.through?.struct ?? 'tcp_sock', path);
+    if (place) return place;
   }
   return null;
+}
+
+function tryField(btf: Btf, struct: string, path: readonly string[]): FieldPlace | null {
+  try {
+    return btf.field(struct, path);
+  } catch (error) {
+    if (error instanceof ProtocolError) return null;
+    throw error;
+  }
+}
+
+/** Byte offset of a pointer member, or null where this kernel lacks it (or it is no pointer-sized member). */
+function pointerAt(btf: Btf, struct: string, path: readonly string[]): number | null {
+  const place = tryField(btf, struct, path);
+  return place && place.size === 8 && !place.bits ? place.offset : null;
+}
+
+/** A signed int member of 2 or 4 bytes, or null. */
+function intPlace(btf: Btf, struct: string, path: readonly string[]): FieldPlace | null {
+  const place = tryField(btf, struct, path);
+  return place && (place.size === 2 || place.size === 4) && !place.bits ? place : null;
+}
+
+/**
+ * The places IPV6_UNICAST_HOPS needs in this kernel (do_ipv6_getsockopt,
+ * ip6_dst_hoplimit), or null where any is missing: np->hop_limit; the socket's cached
+ * route, its metrics and device; the device's inet6_dev and namespace; the namespace's
+ * devconf_all.
+ */
+function hopLimitPlaces(btf: Btf): HopLimitPlaces | null {
+  const places = {
+    pinet6: pointerAt(btf, 'tcp_sock', [...INET, 'pinet6']),
+    hopLimit: intPlace(btf, 'ipv6_pinfo', ['hop_limit']),
+    dstCache: pointerAt(btf, 'tcp_sock', [...SK, 'sk_dst_cache']),
+    metrics: pointerAt(btf, 'dst_entry', ['_metrics']),
+    dev: pointerAt(btf, 'dst_entry', ['dev']),
+    ip6Ptr: pointerAt(btf, 'net_device', ['ip6_ptr']),
+    deviceHopLimit: intPlace(btf, 'inet6_dev', ['cnf', 'hop_limit']),
+    deviceNet: pointerAt(btf, 'net_device', ['nd_net', 'net']),
+    sockNet: pointerAt(btf, 'tcp_sock', [...SK, '__sk_common', 'skc_net', 'net']),
+    devconfAll: pointerAt(btf, 'net', ['ipv6', 'devconf_all']),
+    devconfHopLimit: intPlace(btf, 'ipv6_devconf', ['hop_limit']),
+  };
+  for (const value of Object.values(places)) if (value === null) return null;
+  return places as HopLimitPlaces;
 }
 
 /**
  * Record layout: cookie, a value then a result per option, then the fields that the
  * options in `fieldOptions` need, widest first.
  */
-function layoutFor(btf: Btf, optionNames: readonly string[], fieldOptions: ReadonlySet<string>): Layout {
+function layoutFor(
+  btf: Btf,
+  optionNames: readonly string[],
+  fieldOptions: ReadonlySet<string>,
+  kernelReads: boolean,
+): Layout {
   const options = optionNames.map(specOf);
   let at = 8 + 8 * options.length;
   const fields: Layout['fields'] = {};
   const places: Array<{ name: TcpField; spec: FieldSpec; place: FieldPlace; width: Width }> = [];
+  const hopPlaces = fieldOptions.has('IPV6_UNICAST_HOPS') && kernelReads ? hopLimitPlaces(btf) : null;
   for (const [name, spec] of Object.entries(FIELDS) as Array<[TcpField, FieldSpec]>) {
     if (!spec.for.some((option) => fieldOptions.has(option))) continue;
     const place = placeOf(btf, spec);
@@ -163,7 +275,23 @@ function layoutFor(btf: Btf, optionNames: readonly string[], fieldOptions: Reado
     fields[name] = field;
     at += width;
   }
-  return { options, fields, size: Math.ceil(at / 8) * 8 };
+  // A field read through a pointer whose own field this kernel lacks cannot be read.
+  for (const [name, spec] of Object.entries(FIELDS) as Array<[TcpField, FieldSpec]>) {
+    const field = fields[name];
+    if (!field || !spec.through) continue;
+    const pointer = fields[spec.through.pointer as TcpField];
+    if (pointer === undefined) delete fields[name];
+    else field.through = pointer.source;
+  }
+  let hopLimit: Layout['hopLimit'];
+  if (hopPlaces && fields.ipv6Info) {
+    at = Math.ceil(at / 4) * 4;
+    hopLimit = { at, knownAt: at + 4, places: hopPlaces };
+    at += 5;
+  }
+  const layout: Layout = { options, fields, size: Math.ceil(at / 8) * 8 };
+  if (hopLimit) layout.hopLimit = hopLimit;
+  return layout;
 }
 
 /** The iter/tcp program for `layout` (see the header for what it writes). */
@@ -191,7 +319,13 @@ function assemble(layout: Layout): Uint8Array {
       .store(4, 10, record + 8 + 4 * (layout.options.length + i), 0);
   });
   for (const field of Object.values(layout.fields)) {
-    a.load(field.sourceWidth, 1, 8, field.source);
+    const unset = a.label();
+    if (field.through !== undefined) {
+      a.load(8, 1, 8, field.through).jumpIfEqual(1, 0, unset);
+      a.load(field.sourceWidth, 1, 1, field.source);
+    } else {
+      a.load(field.sourceWidth, 1, 8, field.source);
+    }
     if (field.nonNull) {
       const isNull = a.label();
       a.moveImmediate(2, 0).jumpIfEqual(1, 0, isNull).moveImmediate(2, 1).bind(isNull);
@@ -199,12 +333,72 @@ function assemble(layout: Layout): Uint8Array {
     } else {
       a.store(field.width, 10, record + field.at, 1);
     }
+    a.bind(unset);
   }
+  if (layout.hopLimit)
+    assembleHopLimit(
+      a,
+      record + layout.hopLimit.at,
+      record + layout.hopLimit.knownAt,
+      layout.hopLimit.places,
+    );
   a.load(8, 1, 7, 0); // meta->seq
   a.move(2, 10).addImmediate(2, record).moveImmediate(3, layout.size).call(Helper.seqWrite);
   a.bind(done);
   a.moveImmediate(0, 0).exit();
   return a.bytes();
+}
+
+/**
+ * IPV6_UNICAST_HOPS, as do_ipv6_getsockopt and ip6_dst_hoplimit work it out, written as
+ * an int at `value` (frame offset) with a 1 at `known`; nothing where the socket has no
+ * ipv6_pinfo or the route's metrics could not be read. With r8 the struct tcp_sock:
+ *   val = np->hop_limit
+ *   if val < 0 and the socket has a cached route dst:
+ *     val = dst's RTAX_HOPLIMIT metric, or if that is 0 the hop_limit of dst->dev's
+ *           inet6_dev, or without one the devconf_all hop_limit of dst->dev's namespace
+ *   if val < 0: val = the socket's namespace's devconf_all hop_limit
+ * The metrics are a plain array behind a flagged pointer (no type the verifier can
+ * follow), so they are read with bpf_probe_read_kernel; every other step is a load the
+ * verifier checks against the kernel's types. Nothing is written to any of them.
+ */
+function assembleHopLimit(a: Assembler, value: number, known: number, p: HopLimitPlaces): void {
+  const end = a.label();
+  const have = a.label();
+  const noDevice = a.label();
+  const routeDone = a.label();
+  const fromNamespace = a.label();
+  a.load(8, 1, 8, p.pinet6).jumpIfEqual(1, 0, end);
+  a.load(p.hopLimit.size as Width, 2, 1, p.hopLimit.offset).signExtend(2, p.hopLimit.size as Width);
+  a.jumpIfSignedAtLeast(2, 0, have);
+  a.load(8, 9, 8, p.dstCache).jumpIfEqual(9, 0, fromNamespace);
+  // dst_metric_raw(dst, RTAX_HOPLIMIT): the metrics array, flags masked off.
+  a.load(8, 3, 9, p.metrics)
+    .andImmediate(3, ~DST_METRICS_FLAGS)
+    .addImmediate(3, 4 * (RTAX_HOPLIMIT - 1))
+    .move(1, 10)
+    .addImmediate(1, value)
+    .moveImmediate(2, 4)
+    .call(Helper.probeReadKernel)
+    .jumpIfNotEqual(0, 0, end);
+  a.load(4, 2, 10, value).signExtend(2, 4).jumpIfNotEqual(2, 0, routeDone);
+  a.load(8, 1, 9, p.dev);
+  a.load(8, 3, 1, p.ip6Ptr).jumpIfEqual(3, 0, noDevice);
+  a.load(p.deviceHopLimit.size as Width, 2, 3, p.deviceHopLimit.offset);
+  a.signExtend(2, p.deviceHopLimit.size as Width).jump(routeDone);
+  a.bind(noDevice);
+  a.load(8, 1, 1, p.deviceNet).load(8, 1, 1, p.devconfAll);
+  a.load(p.devconfHopLimit.size as Width, 2, 1, p.devconfHopLimit.offset);
+  a.signExtend(2, p.devconfHopLimit.size as Width);
+  a.bind(routeDone);
+  a.jumpIfSignedAtLeast(2, 0, have);
+  a.bind(fromNamespace);
+  a.load(8, 1, 8, p.sockNet).load(8, 1, 1, p.devconfAll);
+  a.load(p.devconfHopLimit.size as Width, 2, 1, p.devconfHopLimit.offset);
+  a.signExtend(2, p.devconfHopLimit.size as Width);
+  a.bind(have);
+  a.store(4, 10, value, 2).storeImmediate(1, 10, known, 1);
+  a.bind(end);
 }
 
 /** The records of one pass, looked up by cookie (sock_diag's idiag_cookie, in decimal). */
@@ -293,6 +487,19 @@ export class TcpOptionRecords {
     );
   }
 
+  /**
+   * A reader of IPV6_UNICAST_HOPS as the program worked it out (undefined for a socket
+   * where it could not), made once; null where the program did not.
+   */
+  hopLimitReader(): ((record: number) => number | undefined) | null {
+    const hopLimit = this.layout.hopLimit;
+    if (!hopLimit) return null;
+    const { at, knownAt } = hopLimit;
+    const v = this.view;
+    return (record) =>
+      v.getUint8(record + knownAt) === 1 ? v.getInt32(record + at, hostIsLittleEndian) : undefined;
+  }
+
   /** Whether this kernel has the field (and the pass read it). */
   has(name: TcpField): boolean {
     return this.layout.fields[name] !== undefined;
@@ -326,10 +533,11 @@ export function prepareTcpProgram(
   btf: Btf,
   optionNames: readonly string[],
   fieldOptions: ReadonlySet<string> = FIELD_READ_TCP_OPTIONS,
+  kernelReads: boolean = kernelReadsAllowed(),
 ): PreparedTcpProgram {
   for (const name of optionNames)
     if (!BPF_READABLE_TCP_OPTIONS.includes(name)) throw new Error(`${name} is not read through BPF`);
-  const layout = layoutFor(btf, optionNames, fieldOptions);
+  const layout = layoutFor(btf, optionNames, fieldOptions, kernelReads);
   return { layout, program: assemble(layout), attachBtfId: btf.find('bpf_iter_tcp', BtfKind.Function) };
 }
 

@@ -7,7 +7,7 @@
  *
  * See include/uapi/linux/bpf.h for the instruction encoding and union bpf_attr.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { errnoName } from './errors.js';
 import * as libc from './libc.js';
 import { readToEnd } from './read-to-end.js';
@@ -26,6 +26,7 @@ export type Width = 1 | 2 | 4 | 8;
 export const Helper = {
   getSocketCookie: 46,
   getsockopt: 57,
+  probeReadKernel: 113,
   seqWrite: 127,
   skcToTcpSock: 137,
   skcToUdp6Sock: 140,
@@ -40,10 +41,14 @@ const CLASS_ALU64 = 0x07;
 const MODE_MEM = 0x60;
 const OP_ADD = 0x00;
 const OP_AND = 0x50;
+const OP_LSH = 0x60;
 const OP_MOV = 0xb0;
+const OP_ARSH = 0xc0;
 const SOURCE_REGISTER = 0x08;
 const JUMP_IF_EQUAL = 0x10;
 const JUMP_IF_NOT_EQUAL = 0x50;
+const JUMP_IF_SIGNED_AT_LEAST = 0x70;
+const JUMP_ALWAYS = 0x00;
 const CALL = 0x80;
 const EXIT = 0x90;
 
@@ -85,6 +90,18 @@ export class Assembler {
   /** dst &= immediate. */
   andImmediate(dst: Register, immediate: number): this {
     this.emit(CLASS_ALU64 | OP_AND, dst, 0, 0, immediate);
+    return this;
+  }
+
+  /**
+   * dst = its low `width` bytes, sign-extended to 64 bits (a shift left then an
+   * arithmetic shift right: no instruction of the older kernels' set does it at once).
+   */
+  signExtend(dst: Register, width: Width): this {
+    if (width === 8) return this;
+    const shift = 64 - 8 * width;
+    this.emit(CLASS_ALU64 | OP_LSH, dst, 0, 0, shift);
+    this.emit(CLASS_ALU64 | OP_ARSH, dst, 0, 0, shift);
     return this;
   }
 
@@ -135,6 +152,20 @@ export class Assembler {
     return this;
   }
 
+  /** Jumps to `label` when register `reg`, signed, is at least `immediate`. */
+  jumpIfSignedAtLeast(reg: Register, immediate: number, label: Label): this {
+    label.jumps.push(this.code.length);
+    this.emit(CLASS_JMP | JUMP_IF_SIGNED_AT_LEAST, reg, 0, 0, immediate);
+    return this;
+  }
+
+  /** Jumps to `label`. */
+  jump(label: Label): this {
+    label.jumps.push(this.code.length);
+    this.emit(CLASS_JMP | JUMP_ALWAYS, 0, 0, 0, 0);
+    return this;
+  }
+
   /** Jumps to `label` when registers `reg` and `other` differ. */
   jumpIfRegistersDiffer(reg: Register, other: Register, label: Label): this {
     label.jumps.push(this.code.length);
@@ -161,6 +192,21 @@ export class Assembler {
     });
     return out;
   }
+}
+
+/**
+ * Whether a program may read kernel memory with bpf_probe_read_kernel: not under the
+ * "confidentiality" lockdown (security/lockdown), which withholds the helper, so that a
+ * program calling it would not load.
+ */
+export function kernelReadsAllowed(lockdownFile = '/sys/kernel/security/lockdown'): boolean {
+  let text: string;
+  try {
+    text = readFileSync(lockdownFile, 'latin1');
+  } catch {
+    return true; // no lockdown LSM (or no securityfs): nothing withholds it
+  }
+  return !text.includes('[confidentiality]');
 }
 
 /** A bpf(2) command that failed, with the verifier's words when it was a load. */

@@ -394,6 +394,26 @@ export class Btf {
     }
     throw new ProtocolError(`the kernel's enum ${enumName} has no ${name}`);
   }
+
+  /**
+   * The value of enumerator `name` in whichever enum declares it, anonymous ones
+   * included (as `enum { INET_FLAGS_PKTINFO = 0, ... }` is): a pass over the enums, with
+   * the name's bytes found once in the string section.
+   */
+  enumerator(name: string): number {
+    const offset = this.nameOffset(name);
+    if (offset > 0)
+      for (let id = 1; id < this.starts.length; id++) {
+        const at = this.starts[id] as number;
+        const info = this.u32(at + 4);
+        if (((info >>> 24) & 0x1f) !== BtfKind.Enum) continue;
+        const first = at + TYPE_SIZE;
+        for (let i = 0; i < (info & 0xffff); i++)
+          if (this.u32(first + 8 * i) === offset)
+            return this.view.getInt32(first + 8 * i + 4, hostIsLittleEndian);
+      }
+    throw new ProtocolError(`the kernel's BTF has no enumerator ${name}`);
+  }
 }
 
 function kindName(kind: number): string {

@@ -36,6 +36,8 @@ Reads commands as JSON lines on stdin and answers each with one JSON line on std
   {"op": "setfl", "id": "X", "flags": N}   fcntl(F_SETFL, N): O_NONBLOCK, O_APPEND, ...
   {"op": "drain_start", "id": "X"}  a thread reads X to its end (EOF or error)
   {"op": "drain_result", "id": "X"} waits for that thread: bytes read and how it ended
+  {"op": "run", "argv": [...]}   runs a command in the child's namespace (ip, a sysctl
+                                   write), which must succeed; returns its exit status
   {"op": "exit"}
 Values in options: an int, or ["linger", onoff, seconds], ["timeval", sec, usec],
 ["txtime", clockid, flags], or a string (for SO_BINDTODEVICE / TCP_CONGESTION / TCP_ULP).
@@ -48,6 +50,7 @@ import resource
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 
@@ -315,6 +318,8 @@ def handle(cmd):
         return {"reaped": pid}
     if op == "pid":
         return {"pid": os.getpid()}
+    if op == "run":
+        return subprocess.run(cmd["argv"], check=True, capture_output=True).returncode
     if op == "exit":
         sys.stdout.write(json.dumps({"bye": True}) + "\n")
         sys.stdout.flush()

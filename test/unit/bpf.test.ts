@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { BpfPass, type SockFlagBits } from '../../src/options/bpf-pass.js';
+import { BpfPass, mayLoadBpf, type SockFlagBits, withProgram } from '../../src/options/bpf-pass.js';
 import { prepareTcpProgram, type TcpField, TcpOptionRecords } from '../../src/options/bpf-tcp.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from '../../src/options/catalogue.js';
 import { optionsNeeded } from '../../src/options/display.js';
@@ -15,7 +15,7 @@ import { plainCallsPerSocket } from '../../src/options/jobs.js';
 import type { KernelUnits } from '../../src/options/kernel-units.js';
 import { prepareOwnerProgram } from '../../src/procfs/bpf-owners.js';
 import type { OptionDefaults } from '../../src/procfs/sysctl.js';
-import { Assembler, Helper } from '../../src/sys/bpf.js';
+import { Assembler, BpfError, Helper } from '../../src/sys/bpf.js';
 import { Btf, BtfKind, type FieldPlace, KERNEL_BTF } from '../../src/sys/btf.js';
 import { ProtocolError } from '../../src/sys/errors.js';
 
@@ -37,6 +37,8 @@ describe('the assembler', () => {
       .addImmediate(4, -24)
       .call(Helper.getSocketCookie)
       .exit();
+    const signed = a.label();
+    a.signExtend(2, 2).jumpIfSignedAtLeast(2, 0, signed).jump(signed).signExtend(3, 8).bind(signed);
     expect(hex(a.bytes())).toEqual([
       'bf16000000000000', // r6 = r1
       '7967000000000000', // r7 = *(u64 *)(r6 + 0)
@@ -49,6 +51,10 @@ describe('the assembler', () => {
       '07040000e8ffffff', // r4 += -24
       '850000002e000000', // call 46
       '9500000000000000', // exit
+      '6702000030000000', // r2 <<= 48
+      'c702000030000000', // r2 s>>= 48
+      '7502010000000000', // if r2 s>= 0 goto +1
+      '0500000000000000', // goto +0 (a 64-bit value needs no extension)
     ]);
   });
 });
@@ -56,7 +62,7 @@ describe('the assembler', () => {
 /** A small BTF, written the way the kernel lays it out (little-endian host). */
 function buildBtf(): Buffer {
   const names = ['', 'int', 'long', 'inner', 'a', 'b', 'x', 'in', 'outer', 'head', 'tail', 'outer_t'];
-  names.push('flags', 'F_A', 'F_B', 'bpf_iter_x', 'bits', 'bf', 'wide', 'across', 'u4', 'old', 'nib');
+  names.push('flags', 'F_A', 'F_B', 'bpf_iter_x', 'bits', 'bf', 'wide', 'across', 'u4', 'old', 'nib', 'E_X');
   const offsets = new Map<string, number>();
   let size = 0;
   for (const name of names) {
@@ -91,6 +97,8 @@ function buildBtf(): Buffer {
   words.push((2 << 16) | 4);
   type('old', BtfKind.Struct, 1, 4); // 13: such an int at byte 1, without the kind flag
   words.push(n('nib'), 12, 8);
+  type('', BtfKind.Enum, 1, 4); // 14: an anonymous enum, as the kernel's inet_flags bits are
+  words.push(n('E_X'), 26);
   const types = Buffer.alloc(words.length * 4);
   words.forEach((w, i) => {
     types.writeUInt32LE(w >>> 0, i * 4);
@@ -110,7 +118,7 @@ describe('the BTF reader', () => {
   const btf = Btf.parse(buildBtf());
 
   it('finds types by name and kind', () => {
-    expect(btf.typeCount).toBe(13);
+    expect(btf.typeCount).toBe(14);
     expect(btf.find('bpf_iter_x', BtfKind.Function)).toBe(9);
     expect(btf.find('outer', BtfKind.Struct)).toBe(5);
     expect(btf.name(3)).toBe('inner');
@@ -134,6 +142,12 @@ describe('the BTF reader', () => {
   it('reads enumerators', () => {
     expect(btf.enumValue('flags', 'F_B')).toBe(4);
     expect(() => btf.enumValue('flags', 'F_C')).toThrow(/no F_C/);
+    // Any enum's, an anonymous one's too, by the enumerator's name alone.
+    expect(btf.enumerator('E_X')).toBe(26);
+    expect(btf.enumerator('F_B')).toBe(4);
+    expect(() => btf.enumerator('F_C')).toThrow(/no enumerator F_C/);
+    // A name that is in the strings but no enumerator's.
+    expect(() => btf.enumerator('outer')).toThrow(ProtocolError);
   });
 
   it('refuses what is not BTF, or is cut short', () => {
@@ -184,8 +198,8 @@ describe('what the BPF pass leaves to getsockopt', () => {
 });
 
 describe.skipIf(!existsSync(KERNEL_BTF))('the iter/tcp program (skipped without kernel BTF)', () => {
-  it('calls only its four helpers, and bpf_getsockopt only with options of the catalogue', () => {
-    const { program } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
+  it('calls only its helpers, and bpf_getsockopt only with options of the catalogue', () => {
+    const { program, layout } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS, undefined, true);
     const helpers = new Set<number>();
     const asked: string[] = [];
     // The registers' last immediate values, to see what each bpf_getsockopt is asked.
@@ -200,9 +214,16 @@ describe.skipIf(!existsSync(KERNEL_BTF))('the iter/tcp program (skipped without 
         if (value === Helper.getsockopt) asked.push(`${immediate.get(2)}/${immediate.get(3)}`);
       }
     }
-    expect([...helpers].sort((a, b) => a - b)).toEqual(
-      [Helper.getSocketCookie, Helper.getsockopt, Helper.seqWrite, Helper.skcToTcpSock].sort((a, b) => a - b),
-    );
+    // bpf_probe_read_kernel where the hop limit is worked out (this kernel's types have
+    // every place it needs from 6.6 on).
+    const expected: number[] = [
+      Helper.getSocketCookie,
+      Helper.getsockopt,
+      Helper.seqWrite,
+      Helper.skcToTcpSock,
+    ];
+    if (layout.hopLimit) expected.push(Helper.probeReadKernel);
+    expect([...helpers].sort((a, b) => a - b)).toEqual(expected.sort((a, b) => a - b));
     const catalogue = new Map(
       OPTION_CATALOGUE.filter((o) => o.protocols.includes('tcp')).map((o) => [
         `${o.level}/${o.optname}`,
@@ -242,12 +263,30 @@ describe('what the BPF pass settles, from its records', () => {
     uc_ttl: { offset: 800, size: 2 },
     pmtudisc: { offset: 802, size: 1 },
     min_ttl: { offset: 803, size: 1 },
+    pinet6: { offset: 784, size: 8 },
+    skc_ipv6only: { offset: 19, size: 1, bits: { shift: 5, width: 1 } },
+    inet_flags: { offset: 808, size: 8 },
+    'ipv6_pinfo.pmtudisc': { offset: 34, size: 1 },
+    // What IPV6_UNICAST_HOPS is worked out from.
+    'ipv6_pinfo.hop_limit': { offset: 32, size: 2 },
+    sk_dst_cache: { offset: 536, size: 8 },
+    _metrics: { offset: 16, size: 8 },
+    dev: { offset: 0, size: 8 },
+    ip6_ptr: { offset: 192, size: 8 },
+    'inet6_dev.hop_limit': { offset: 684, size: 4 },
+    net: { offset: 48, size: 8 },
+    devconf_all: { offset: 2168, size: 8 },
+    'ipv6_devconf.hop_limit': { offset: 4, size: 4 },
   };
-  /** A kernel's BTF as far as the options program asks it: these fields, by their last name. */
+  /**
+   * A kernel's BTF as far as the options program asks it: these fields, by their struct
+   * and last name, or by their last name alone.
+   */
   const btfWith = (fields: Record<string, FieldPlace>) =>
     ({
-      field: (_struct: string, path: readonly string[]) => {
-        const place = fields[path[path.length - 1] as string];
+      field: (struct: string, path: readonly string[]) => {
+        const last = path[path.length - 1] as string;
+        const place = fields[`${struct}.${last}`] ?? fields[last];
         if (!place) throw new ProtocolError(`no ${path.join('.')}`);
         return place;
       },
@@ -255,13 +294,16 @@ describe('what the BPF pass settles, from its records', () => {
     }) as unknown as Btf;
   const fakeBtf = btfWith(places);
   const names = ['TCP_NODELAY', 'TCP_KEEPIDLE'];
-  const { layout } = prepareTcpProgram(fakeBtf, names);
+  const { layout } = prepareTcpProgram(fakeBtf, names, undefined, true);
   const LONG_MAX = 0x7fffffffffffffffn;
   type Values = Partial<Record<TcpField, bigint | number>>;
   const DEFAULTS: Values = { rcvtimeo: LONG_MAX, sndtimeo: LONG_MAX, fastopenMaxQueue: 16, unicastTtl: -1 };
 
-  /** One socket's record: cookie 7, the two options (the second refused), the fields. */
-  function records(values: Values, fieldLayout = layout) {
+  /**
+   * One socket's record: cookie 7, the two options (the second refused), the fields, and
+   * the hop limit where the program worked one out.
+   */
+  function records(values: Values, fieldLayout = layout, hopLimit?: number) {
     const bytes = new Uint8Array(fieldLayout.size);
     const view = new DataView(bytes.buffer);
     view.setBigUint64(0, 7n, true);
@@ -279,6 +321,10 @@ describe('what the BPF pass settles, from its records', () => {
         view.setUint8(field.at, ((Number(value) << field.bits.shift) & mask) | (~mask & 0xff));
       }
     }
+    if (hopLimit !== undefined && fieldLayout.hopLimit) {
+      view.setInt32(fieldLayout.hopLimit.at, hopLimit, true);
+      view.setUint8(fieldLayout.hopLimit.knownAt, 1);
+    }
     return new TcpOptionRecords(fieldLayout, bytes);
   }
   const spec = (name: string) => OPTION_CATALOGUE.find((o) => o.name === name) as OptionSpec;
@@ -292,6 +338,7 @@ describe('what the BPF pass settles, from its records', () => {
     units,
     flags: { ...FLAGS, ...flags },
     pingpongSysctl: true,
+    recverr6Bit: 26,
   });
   const pass = (values: Values, units: KernelUnits = HZ250, sysctls = SYSCTLS) =>
     new BpfPass(records(values), facts(units), sysctls);
@@ -474,6 +521,43 @@ describe('what the BPF pass settles, from its records', () => {
     const few = prepareTcpProgram(fakeBtf, names, new Set(['SO_LINGER'])).layout;
     expect(Object.keys(few.fields).sort()).toEqual(['flags', 'lingerTime']);
   });
+
+  it("reads an IPv6 socket's IPv6 options, and leaves them where the socket has no ipv6_pinfo", () => {
+    const ipv6 = ['IPV6_V6ONLY', 'IPV6_RECVERR', 'IPV6_MTU_DISCOVER', 'IPV6_UNICAST_HOPS'];
+    const valuesOf = (p: BpfPass) => ipv6.map((name) => p.value(0, spec(name)));
+    const v6 = { ipv6Info: 1, v6only: 1, inetFlags: 1n << 26n, pmtuDiscovery6: 3 };
+    expect(valuesOf(new BpfPass(records(v6, layout, 50), facts(HZ250), SYSCTLS))).toEqual([1, 1, 3, 50]);
+    // Other bits of inet_flags are not IPV6_RECVERR; a hop limit the program could not
+    // work out (its probe read failed) is left to getsockopt.
+    const quiet = { ...v6, v6only: 0, inetFlags: (1n << 9n) | (1n << 25n) | (1n << 27n), pmtuDiscovery6: 0 };
+    expect(valuesOf(new BpfPass(records(quiet), facts(HZ250), SYSCTLS))).toEqual([0, 0, 0, undefined]);
+    // No ipv6_pinfo (the program read nothing through the pointer): getsockopt.
+    const none = new BpfPass(records({ ipv6Info: 0 }), facts(HZ250), SYSCTLS);
+    expect(none.value(0, spec('IPV6_MTU_DISCOVER'))).toBeUndefined();
+    // A kernel before INET_FLAGS_RECVERR6 (6.6): getsockopt.
+    const older = new BpfPass(records(v6), { ...facts(HZ250), recverr6Bit: null }, SYSCTLS);
+    expect(older.value(0, spec('IPV6_RECVERR'))).toBeUndefined();
+  });
+
+  it('works out IPV6_UNICAST_HOPS only with every place it needs, and kernel reads allowed', () => {
+    expect(layout.hopLimit?.places.hopLimit).toEqual({ offset: 32, size: 2 });
+    const locked = prepareTcpProgram(fakeBtf, names, undefined, false).layout;
+    expect(locked.hopLimit).toBeUndefined();
+    expect(
+      new BpfPass(records({ ipv6Info: 1 }, locked), facts(HZ250), SYSCTLS).value(
+        0,
+        spec('IPV6_UNICAST_HOPS'),
+      ),
+    ).toBeUndefined();
+    const { ip6_ptr: _gone, ...noDevice } = places;
+    expect(prepareTcpProgram(btfWith(noDevice), names, undefined, true).layout.hopLimit).toBeUndefined();
+    // Without pinet6 neither it nor the fields read through the pointer.
+    const { pinet6: _none, ...noInfo } = places;
+    const bare = prepareTcpProgram(btfWith(noInfo), names, undefined, true).layout;
+    expect(bare.hopLimit).toBeUndefined();
+    expect(bare.fields.pmtuDiscovery6).toBeUndefined();
+    expect(bare.fields.v6only).toBeDefined();
+  });
 });
 
 describe.skipIf(!existsSync(KERNEL_BTF))(
@@ -503,6 +587,30 @@ describe.skipIf(!existsSync(KERNEL_BTF))(
       expect(effects(program).storedThrough).toEqual([10]);
     });
 
+    it("the options program's one kernel read goes to its own stack, 4 bytes", () => {
+      const { program, layout } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS, undefined, true);
+      if (!layout.hopLimit) return; // a kernel whose types lack a place: no read at all
+      const at = (i: number) => ({
+        opcode: program[i * 8] as number,
+        dst: (program[i * 8 + 1] as number) & 0x0f,
+        src: (program[i * 8 + 1] as number) >> 4,
+        immediate: Buffer.from(program.buffer, program.byteOffset + i * 8 + 4, 4).readInt32LE(0),
+      });
+      const calls: number[] = [];
+      for (let i = 0; i < program.length / 8; i++)
+        if (at(i).opcode === 0x85 && at(i).immediate === Helper.probeReadKernel) calls.push(i);
+      expect(calls.length).toBe(1);
+      const call = calls[0] as number;
+      // r1 = r10; r1 += (the hop limit's slot, below the frame); r2 = 4; call.
+      expect(at(call - 3)).toMatchObject({ opcode: 0xbf, dst: 1, src: 10 });
+      expect(at(call - 2)).toMatchObject({
+        opcode: 0x07,
+        dst: 1,
+        immediate: layout.hopLimit.at - layout.size,
+      });
+      expect(at(call - 1)).toMatchObject({ opcode: 0xb7, dst: 2, immediate: 4 });
+    });
+
     it('the options program writes whether icsk_ulp_ops is set, never the pointer', () => {
       const { program, layout } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
       const ulp = layout.fields.ulp;
@@ -523,6 +631,32 @@ describe.skipIf(!existsSync(KERNEL_BTF))(
       const next = [8, 16, 24, 32].map((d) => words(load + d));
       expect(next.map((i) => i.opcode)).toEqual([0xb7, 0x15, 0xb7, 0x73]);
       expect(next[3]?.src).toBe(2);
+    });
+  },
+);
+
+describe.skipIf(!existsSync(KERNEL_BTF) || !mayLoadBpf())(
+  'a kernel that refuses the kernel read (skipped without kernel BTF or the privilege to load BPF)',
+  () => {
+    it('gets a program without it, once, rather than losing the pass', () => {
+      const layouts: boolean[] = [];
+      const outcome = withProgram(undefined, (ready) => {
+        layouts.push(ready.program.layout.hopLimit !== undefined);
+        if (ready.program.layout.hopLimit)
+          throw new BpfError('BPF_PROG_LOAD', 1, 'unknown func bpf_probe_read_kernel');
+        return 'loaded';
+      });
+      expect(outcome).toBe('loaded');
+      // With every place in this kernel's types, first with the read, then without.
+      expect(layouts).toEqual(layouts[0] ? [true, false] : [false]);
+      // Any other refusal is the pass's failure, not retried.
+      const calls: number[] = [];
+      const failed = withProgram(undefined, () => {
+        calls.push(1);
+        throw new BpfError('BPF_LINK_CREATE', 1);
+      });
+      expect(failed).toBeInstanceOf(BpfError);
+      expect(calls).toEqual([1]);
     });
   },
 );
