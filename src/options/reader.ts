@@ -24,6 +24,7 @@ import {
   UNREADABLE_REASONS,
   type UnreadableReason,
 } from './jobs.js';
+import { OptionsTable } from './options-table.js';
 import { RowReader } from './row-reader.js';
 
 export { directFdAccess, type FdAccess, libcFdAccess } from './fd-access.js';
@@ -60,8 +61,6 @@ function knownValue(
   if (fromDump !== undefined || !settler) return fromDump;
   return settler(record);
 }
-
-type OptionsMaker = (values: ReadonlyArray<OptionValue | undefined>) => SocketOptions;
 
 export interface OptionReadSummary {
   read: number;
@@ -103,8 +102,8 @@ export class OptionReader {
   private readonly pidfds: PidfdTable;
   private readonly specs: SpecLists;
   private readonly rows: RowReader;
-  /** The maker of each spec list's options objects (makerFor). */
-  private readonly makers = new Map<readonly OptionSpec[], OptionsMaker>();
+  /** This collection's options objects, one per different set of values. */
+  private readonly table = new OptionsTable();
   private readonly values: Array<OptionValue | undefined> = [];
   /** Why the helper process could not read its share, when it could not. */
   helperProblem: string | undefined;
@@ -341,12 +340,7 @@ export class OptionReader {
     return true;
   }
 
-  /**
-   * The socket's options: the dump's values and the values read, made in one go by the
-   * spec list's maker (makerFor) — an object that gets dozens of computed keys one by
-   * one turns into a hash table, several times the memory of a plain object, and there
-   * is one of these per socket.
-   */
+  /** The socket's options: the dump's and the pass's values, and the values read. */
   private finish(
     socket: SocketRecord,
     jobs: ReadJobs,
@@ -365,43 +359,24 @@ export class OptionReader {
     return this.optionsOf(specs, values);
   }
 
-  /** An options object for `specs` with `values` (undefined: this kernel lacks the option). */
+  /**
+   * An options object for `specs` with `values` (undefined: this kernel lacks the
+   * option), shared with every socket of this collection with the same values
+   * (options-table.ts).
+   */
   private optionsOf(
     specs: readonly OptionSpec[],
     values: ReadonlyArray<OptionValue | undefined>,
   ): SocketOptions {
     let present = 0;
     for (let i = 0; i < specs.length; i++) if (values[i] !== undefined) present++;
-    if (present === specs.length) return this.makerFor(specs)(values);
+    if (present === specs.length) return this.table.optionsOf(specs, values);
     // Some options are missing (this kernel lacks them): only the ones read.
     const entries: Array<[string, OptionValue]> = [];
     for (let i = 0; i < specs.length; i++) {
       if (values[i] !== undefined) entries.push([(specs[i] as OptionSpec).name, values[i] as OptionValue]);
     }
-    return Object.fromEntries(entries);
-  }
-
-  /**
-   * A function that makes the options object of a spec list out of its values, as one
-   * object literal with the list's names in order — compiled once per list (the names
-   * are the catalogue's, quoted by JSON.stringify). One object per socket, its
-   * properties in the object itself, with no store by a computed name: measured, 2–3×
-   * faster than filling a copy of a template, for one of these per socket.
-   */
-  private makerFor(specs: readonly OptionSpec[]): OptionsMaker {
-    let make = this.makers.get(specs);
-    if (!make) {
-      const fields = specs.map((spec, i) => `${JSON.stringify(spec.name)}: values[${i}]`).join(', ');
-      try {
-        make = new Function('values', `return { ${fields} };`) as OptionsMaker;
-      } catch {
-        // Code generation refused (node --disallow-code-generation-from-strings): the
-        // same object, made key by key.
-        make = (values) => Object.fromEntries(specs.map((spec, i) => [spec.name, values[i] as OptionValue]));
-      }
-      this.makers.set(specs, make);
-    }
-    return make;
+    return Object.freeze(Object.fromEntries(entries));
   }
 
   private fail(socket: SocketRecord, reason: UnreadableReason, message: string): void {

@@ -1,5 +1,5 @@
 /** `--json`: one array, one object per socket, in the order of the text tables (DESIGN.md). */
-import type { SocketRecord } from '../model.js';
+import type { SocketOptions, SocketRecord } from '../model.js';
 
 export interface JsonSocket {
   protocol: SocketRecord['protocol'];
@@ -57,15 +57,44 @@ export function stringifyJson(value: unknown): string {
   return json.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * Past this many options objects, a new one's JSON is no longer kept: sockets share an
+ * object where all their options are the same (options/options-table.ts), and each
+ * shared one is written once; a host whose sockets all differ keeps no copy of them.
+ */
+const MAX_KEPT_OPTIONS_JSON = 4096;
+
+/**
+ * One socket's JSON: exactly stringifyJson(toJsonSocket(socket)), with the options
+ * object's part written once per object (`written`) rather than once per socket that
+ * shares it.
+ */
+function socketJson(socket: SocketRecord, written: Map<SocketOptions, string>): string {
+  const { options, optionsError, ...rest } = toJsonSocket(socket);
+  const head = stringifyJson(rest);
+  let optionsJson = 'null';
+  if (options !== null) {
+    const kept = written.get(options);
+    if (kept !== undefined) optionsJson = kept;
+    else {
+      optionsJson = stringifyJson(options);
+      if (written.size < MAX_KEPT_OPTIONS_JSON) written.set(options, optionsJson);
+    }
+  }
+  const error = optionsError === undefined ? '' : `,"optionsError":${stringifyJson(optionsError)}`;
+  return `${head.slice(0, -1)},"options":${optionsJson}${error}}`;
+}
+
 /** The JSON array, one socket per line so that large outputs stream and diff well. */
 export function* renderJson(sockets: readonly SocketRecord[]): Generator<string> {
   if (sockets.length === 0) {
     yield '[]\n';
     return;
   }
+  const written = new Map<SocketOptions, string>();
   for (let i = 0; i < sockets.length; i++) {
     const socket = sockets[i] as SocketRecord;
-    yield `${i === 0 ? '[' : ','}${stringifyJson(toJsonSocket(socket))}\n`;
+    yield `${i === 0 ? '[' : ','}${socketJson(socket, written)}\n`;
   }
   yield ']\n';
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { stringifyJson } from '../../src/render/json.js';
+import type { SocketRecord } from '../../src/model.js';
+import { renderJson, stringifyJson, toJsonSocket } from '../../src/render/json.js';
 
 describe('stringifyJson', () => {
   it('escapes C0 and C1 control characters, and round-trips', () => {
@@ -21,5 +22,45 @@ describe('stringifyJson', () => {
   it('leaves other text as JSON.stringify writes it', () => {
     const value = { a: 'é ü ✓ 🙂', b: [1, null, 'x'] };
     expect(stringifyJson(value)).toBe(JSON.stringify(value));
+  });
+});
+
+describe('renderJson', () => {
+  const socket = (over: Partial<SocketRecord>): SocketRecord => ({
+    protocol: 'tcp',
+    family: 4,
+    state: 'ESTABLISHED',
+    local: { address: '127.0.0.1', port: 5000 },
+    remote: { address: '127.0.0.1', port: 40000 },
+    recvQ: 0,
+    sendQ: 0,
+    inode: 7,
+    cookie: '9',
+    uid: 0,
+    minisocket: false,
+    diag: '',
+    tcpInfo: null,
+    memInfo: null,
+    processes: [{ pid: 1, fd: 3, command: 'srv\u009b' }],
+    options: null,
+    ...over,
+  });
+
+  it("writes each socket as stringifyJson(toJsonSocket(socket)), a shared options object's part once", () => {
+    const shared = Object.freeze({ SO_KEEPALIVE: 1, TCP_CONGESTION: 'cubic\u007f', SO_LINGER: null });
+    const sockets = [
+      socket({ options: shared }),
+      socket({ inode: 8, options: shared }),
+      socket({ inode: 9, options: { SO_KEEPALIVE: 0 } }),
+      socket({ inode: 10, options: null, optionsError: 'no visible owner' }),
+      socket({ inode: 11, options: shared, optionsError: 'stale' }),
+    ];
+    const lines = [...renderJson(sockets)].join('').split('\n');
+    expect(lines).toEqual([
+      ...sockets.map((s, i) => `${i === 0 ? '[' : ','}${stringifyJson(toJsonSocket(s))}`),
+      ']',
+      '',
+    ]);
+    expect(lines[0]).toContain('"TCP_CONGESTION":"cubic\\u007f"');
   });
 });
