@@ -407,11 +407,16 @@ export class TcpOptionRecords {
   /** Record offset by cookie. */
   private readonly index: IdIndex;
 
+  /** The records as 32-bit words (records are whole multiples of 8 bytes). */
+  private readonly words: Int32Array;
+
   constructor(
     private readonly layout: Layout,
     bytes: Uint8Array,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    this.words = new Int32Array(aligned.buffer, aligned.byteOffset, bytes.byteLength >>> 2);
     this.index = new IdIndex(Math.floor(bytes.byteLength / layout.size));
     const [low, high] = hostIsLittleEndian ? [0, 4] : [4, 0];
     for (let at = 0; at + layout.size <= bytes.byteLength; at += layout.size) {
@@ -425,6 +430,28 @@ export class TcpOptionRecords {
 
   get size(): number {
     return this.index.size;
+  }
+
+  /**
+   * A hash of everything in a record but its cookie: records of sockets whose values
+   * are all the same hash alike (sameContent tells them apart from a collision).
+   */
+  contentHash(record: number): number {
+    const words = this.words;
+    let hash = 0x811c9dc5;
+    for (let i = (record >>> 2) + 2, end = (record + this.layout.size) >>> 2; i < end; i++)
+      hash = Math.imul(hash ^ (words[i] as number), 0x01000193);
+    return hash;
+  }
+
+  /** Whether two records hold the same values: the same words after their cookies. */
+  sameContent(a: number, b: number): boolean {
+    const words = this.words;
+    const first = a >>> 2;
+    const other = b >>> 2;
+    for (let i = 2, count = this.layout.size >>> 2; i < count; i++)
+      if (words[first + i] !== words[other + i]) return false;
+    return true;
   }
 
   /** The record of the socket with `cookie` (decimal, as sock_diag's), or -1 when the pass did not see it. */

@@ -84,6 +84,49 @@ export interface ReadOptionsSettings {
   ioUring?: boolean;
 }
 
+/** Past this many remembered settlements, new ones are no longer remembered (SettledAlike). */
+const MAX_REMEMBERED_SETTLEMENTS = 4096;
+
+/**
+ * Options objects of sockets the dump and the BPF pass settled entirely, by what settled
+ * them: the spec list, the dump's facts object (shared by sockets whose facts are all
+ * the same) and the pass's record without its cookie. A socket with all three the same
+ * as an earlier one's has the same options — they are worked out of nothing else — and
+ * takes that object without its dozens of values being worked out again.
+ */
+class SettledAlike {
+  private readonly byHash = new Map<
+    number,
+    Array<{ specs: readonly OptionSpec[]; facts: unknown; record: number; options: SocketOptions }>
+  >();
+  private remembered = 0;
+
+  constructor(private readonly bpf: BpfPass) {}
+
+  find(specs: readonly OptionSpec[], facts: unknown, record: number): SocketOptions | undefined {
+    const bucket = this.byHash.get(this.bpf.contentHash(record));
+    if (bucket)
+      for (const earlier of bucket)
+        if (
+          earlier.specs === specs &&
+          earlier.facts === facts &&
+          this.bpf.sameContent(earlier.record, record)
+        )
+          return earlier.options;
+    return undefined;
+  }
+
+  remember(specs: readonly OptionSpec[], facts: unknown, record: number, options: SocketOptions): void {
+    if (this.remembered >= MAX_REMEMBERED_SETTLEMENTS) return;
+    const hash = this.bpf.contentHash(record);
+    const entry = { specs, facts, record, options };
+    const bucket = this.byHash.get(hash);
+    if (bucket) bucket.push(entry);
+    else this.byHash.set(hash, [entry]);
+    this.remembered++;
+  }
+}
+
 /** Fewer rows than this are not worth a round trip to the helper (unless told `any`). */
 const HELPER_MIN_ROWS = 2000;
 /**
@@ -104,6 +147,8 @@ export class OptionReader {
   private readonly rows: RowReader;
   /** This collection's options objects, one per different set of values. */
   private readonly table = new OptionsTable();
+  /** Sockets the dump and the pass settled, by what settled them (SettledAlike). */
+  private readonly settledAlike: SettledAlike | undefined;
   private readonly values: Array<OptionValue | undefined> = [];
   /** Why the helper process could not read its share, when it could not. */
   helperProblem: string | undefined;
@@ -128,6 +173,7 @@ export class OptionReader {
     this.only = settings.only;
     this.refuseDuplication = settings.refuseDuplication;
     this.bpf = settings.bpf;
+    this.settledAlike = settings.bpf && new SettledAlike(settings.bpf);
     this.specs = new SpecLists(settings.only);
     this.rows = new RowReader(this.access, this.specs);
     this.pidfds = new PidfdTable(this.access);
@@ -305,6 +351,11 @@ export class OptionReader {
     // (an owner is visible, duplication is not refused, and collect.ts runs the pass
     // only where any process may be inspected), so that the output is the same.
     const record = this.bpf?.recordOf(socket) ?? -1;
+    const earlier = record >= 0 ? this.settledAlike?.find(specs, socket.optionFacts, record) : undefined;
+    if (earlier !== undefined) {
+      this.settleWithoutDuplicate(socket, earlier);
+      return false;
+    }
     const settlers = record >= 0 ? this.bpf?.settlers(specs) : undefined;
     const values = this.values;
     let known = 0;
@@ -313,10 +364,9 @@ export class OptionReader {
       if (values[i] !== undefined) known++;
     }
     if (record >= 0 && known === specs.length) {
-      socket.options = this.optionsOf(specs, values);
-      delete socket.optionsError;
-      this.summary.read++;
-      this.summary.settledWithoutDuplicate++;
+      const options = this.optionsOf(specs, values);
+      this.settledAlike?.remember(specs, socket.optionFacts, record, options);
+      this.settleWithoutDuplicate(socket, options);
       return false;
     }
     const row = jobs.count++;
@@ -357,6 +407,13 @@ export class OptionReader {
       values[i] = known !== undefined ? known : read[i];
     }
     return this.optionsOf(specs, values);
+  }
+
+  private settleWithoutDuplicate(socket: SocketRecord, options: SocketOptions): void {
+    socket.options = options;
+    delete socket.optionsError;
+    this.summary.read++;
+    this.summary.settledWithoutDuplicate++;
   }
 
   /**

@@ -108,7 +108,11 @@ export function scanOwnersWithBpf(prepared: PreparedOwnerProgram, sockets: reado
       command = readCommand(pid);
       commands.set(pid, command);
     }
-    insertOwner(socket.processes, { pid, fd: view.getUint32(at + 4, hostIsLittleEndian), command });
+    const owner = { pid, fd: view.getUint32(at + 4, hostIsLittleEndian), command };
+    // A first owner makes a list of one: pushed onto the empty list, it would get room
+    // for 16, 150 bytes a socket that most sockets never use.
+    if (socket.processes.length === 0) socket.processes = [owner];
+    else insertOwner(socket.processes, owner);
   }
   for (const i of repeats) {
     const socket = sockets[i] as SocketRecord;

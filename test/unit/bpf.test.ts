@@ -304,6 +304,9 @@ describe('what the BPF pass settles, from its records', () => {
    * the hop limit where the program worked one out.
    */
   function records(values: Values, fieldLayout = layout, hopLimit?: number) {
+    return new TcpOptionRecords(fieldLayout, recordBytes(values, fieldLayout, hopLimit));
+  }
+  function recordBytes(values: Values, fieldLayout = layout, hopLimit?: number): Uint8Array {
     const bytes = new Uint8Array(fieldLayout.size);
     const view = new DataView(bytes.buffer);
     view.setBigUint64(0, 7n, true);
@@ -325,7 +328,7 @@ describe('what the BPF pass settles, from its records', () => {
       view.setInt32(fieldLayout.hopLimit.at, hopLimit, true);
       view.setUint8(fieldLayout.hopLimit.knownAt, 1);
     }
-    return new TcpOptionRecords(fieldLayout, bytes);
+    return bytes;
   }
   const spec = (name: string) => OPTION_CATALOGUE.find((o) => o.name === name) as OptionSpec;
   const FLAG = { linger: 4, zerocopy: 26, receiveTimestamp: 13, receiveTimestampNs: 22, timestampNew: 41 };
@@ -352,6 +355,27 @@ describe('what the BPF pass settles, from its records', () => {
     expect(p.value(record, spec('TCP_NODELAY'))).toBe(1);
     expect(p.value(record, spec('TCP_KEEPIDLE'))).toBeUndefined();
     expect(p.value(record, spec('TCP_MAXSEG'))).toBeUndefined(); // not in this pass's list
+  });
+
+  it('tells records apart by everything but their cookies', () => {
+    const first = recordBytes({ linger2: 30, ipv6Info: 1 }, layout, 64);
+    const size = layout.size;
+    // Three records in one buffer: the first again under another cookie, then one field changed.
+    const bytes = new Uint8Array(size * 3);
+    bytes.set(first, 0);
+    bytes.set(first, size);
+    bytes.set(first, 2 * size);
+    const view = new DataView(bytes.buffer);
+    view.setBigUint64(size, 8n, true);
+    view.setBigUint64(2 * size, 9n, true);
+    const linger2 = layout.fields.linger2?.at as number;
+    view.setInt32(2 * size + linger2, 31, true);
+    const three = new TcpOptionRecords(layout, bytes);
+    expect(three.size).toBe(3);
+    expect(three.sameContent(0, size)).toBe(true);
+    expect(three.contentHash(0)).toBe(three.contentHash(size));
+    expect(three.sameContent(0, 2 * size)).toBe(false);
+    expect(three.contentHash(0)).not.toBe(three.contentHash(2 * size));
   });
 
   it('converts timeouts, linger times and deferrals as getsockopt does, where HZ is known', () => {
