@@ -4,7 +4,7 @@
  */
 import * as util from 'node:util';
 import { formatEndpoint } from '../address.js';
-import type { SocketOwner, SocketRecord, TableName } from '../model.js';
+import type { SocketOptions, SocketOwner, SocketRecord, TableName } from '../model.js';
 import { formatOptionsColumn, type OptionSelection } from '../options/display.js';
 import type { KeepaliveDefaults } from '../procfs/sysctl.js';
 import { STATE_ABBREVIATIONS } from '../states.js';
@@ -117,7 +117,39 @@ export function unreadableMarker(socket: SocketRecord): string {
   return socket.optionsError === undefined ? '' : '[unreadable]';
 }
 
-export function formatRow(socket: SocketRecord, settings: TextRenderSettings): string {
+/** Past this many options objects per kind of socket, a new one's column is not kept. */
+const MAX_KEPT_COLUMNS = 4096;
+
+/**
+ * The Options column of each options object met in one rendering. Sockets share one
+ * object where all their options are the same (options/options-table.ts), so a column
+ * is built once per object, not per row. It depends on the object, the protocol and
+ * whether the socket listens (TCP_FASTOPEN shows on listeners only): one map for each.
+ */
+export class OptionsColumns {
+  private readonly kept: Array<Map<SocketOptions, string>> = [new Map(), new Map(), new Map(), new Map()];
+
+  constructor(private readonly settings: TextRenderSettings) {}
+
+  of(socket: SocketRecord, options: SocketOptions): string {
+    const kept = this.kept[(socket.protocol === 'tcp' ? 2 : 0) + (socket.state === 'LISTEN' ? 1 : 0)] as Map<
+      SocketOptions,
+      string
+    >;
+    let column = kept.get(options);
+    if (column === undefined) {
+      column = formatOptionsColumn(socket, this.settings.selection, this.settings.keepalive);
+      if (kept.size < MAX_KEPT_COLUMNS) kept.set(options, column);
+    }
+    return column;
+  }
+}
+
+export function formatRow(
+  socket: SocketRecord,
+  settings: TextRenderSettings,
+  columns: OptionsColumns = new OptionsColumns(settings),
+): string {
   let line = `${pad6(socket.recvQ)} ${pad6(socket.sendQ)} ${padEndpoint(socket.local.address, socket.local.port)} ${padEndpoint(socket.remote.address, socket.remote.port)} `;
   if (socket.protocol === 'tcp') {
     line += `${STATE_ABBREVIATIONS[socket.state as keyof typeof STATE_ABBREVIATIONS]} `;
@@ -126,10 +158,7 @@ export function formatRow(socket: SocketRecord, settings: TextRenderSettings): s
     line += `${formatDiag(socket.diag ?? '?', settings.colour ?? false)} `;
   }
   if (settings.showProcesses) line += `${formatProcesses(socket).padEnd(PROCESS_COLUMN_WIDTH)} `;
-  line +=
-    socket.options === null
-      ? unreadableMarker(socket)
-      : formatOptionsColumn(socket, settings.selection, settings.keepalive);
+  line += socket.options === null ? unreadableMarker(socket) : columns.of(socket, socket.options);
   return line;
 }
 
@@ -144,9 +173,10 @@ export function* renderTableLines(
   settings: TextRenderSettings,
 ): Generator<string> {
   yield `${tableHeader(table, settings.showProcesses)}\n`;
+  const columns = new OptionsColumns(settings);
   let piece = '';
   for (const socket of sockets) {
-    piece += `${formatRow(socket, settings)}\n`;
+    piece += `${formatRow(socket, settings, columns)}\n`;
     if (piece.length >= ROWS_PIECE) {
       yield piece;
       piece = '';

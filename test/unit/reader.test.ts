@@ -618,12 +618,26 @@ describe('collectSockets with injected system calls over a fake /proc', () => {
 });
 
 describe('OptionReader with the BPF pass', () => {
-  /** A pass that saw socket 500 (the fake's cookie 500000) and gives the values `gives`. */
-  function pass(gives: Record<string, number>): BpfPass {
+  /**
+   * A pass that saw socket 500 (the fake's cookie 500000) and gives the values `gives`;
+   * with `alike`, also the sockets of those cookies, whose records hold the same values.
+   * `settled` counts the values worked out of records.
+   */
+  function pass(gives: Record<string, number>, alike: string[] = [], settled = { count: 0 }): BpfPass {
+    const records = ['500000', ...alike];
     return {
-      recordOf: (socket: SocketRecord) => (socket.cookie === '500000' ? 0 : -1),
+      recordOf: (socket: SocketRecord) => records.indexOf(socket.cookie ?? ''),
       settlers: (specs: ReadonlyArray<{ name: string }>) =>
-        specs.map((spec) => (spec.name in gives ? () => gives[spec.name] : null)),
+        specs.map((spec) =>
+          spec.name in gives
+            ? () => {
+                settled.count++;
+                return gives[spec.name];
+              }
+            : null,
+        ),
+      contentHash: () => 7,
+      sameContent: () => true,
     } as unknown as BpfPass;
   }
   const seen = () => ({ ...socketRecord(500, [owner(10, 3)]), cookie: '500000' });
@@ -637,6 +651,37 @@ describe('OptionReader with the BPF pass', () => {
     expect(socket.options).toEqual({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 });
     expect(reader.summary.settledWithoutDuplicate).toBe(1);
     expect(access.calls.filter((c) => c.startsWith('pidfd'))).toEqual([]);
+  });
+
+  it('gives sockets settled alike (the same record values and dump facts) one options object', () => {
+    const access = new FakeFdAccess(
+      { 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 }, 5: { inode: 502 } } } },
+      {},
+    );
+    const settled = { count: 0 };
+    const reader = new OptionReader({
+      access,
+      only: ONLY,
+      bpf: pass({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 }, ['501000', '502000'], settled),
+    });
+    const facts = { boundInterface: 0 };
+    const first = { ...seen(), optionFacts: facts };
+    const twin = { ...socketRecord(501, [owner(10, 4)]), cookie: '501000', optionFacts: facts };
+    // Other facts (another object): its values are worked out again.
+    const other = {
+      ...socketRecord(502, [owner(10, 5)]),
+      cookie: '502000',
+      optionFacts: { boundInterface: 0 },
+    };
+    expect(reader.readAll([first, twin, other])).toHaveLength(3);
+    reader.close();
+    expect(twin.options).toBe(first.options);
+    expect(first.options).toEqual({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 });
+    // Two options worked out for the first socket and for the third, none for the twin;
+    // the third has the same values, hence the same object from the options table.
+    expect(settled.count).toBe(4);
+    expect(other.options).toBe(first.options);
+    expect(reader.summary.settledWithoutDuplicate).toBe(3);
   });
 
   it('duplicates a socket for what the pass left, and one the pass did not see', () => {

@@ -4,6 +4,7 @@ import {
   escapeControlCharacters,
   formatProcesses,
   formatRow,
+  renderTable,
   shouldUseColour,
   tableHeader,
 } from '../../src/render/text.js';
@@ -80,5 +81,30 @@ describe('colour', () => {
     expect(formatRow(socket({ diag: '' }), { ...settings, colour: true })).toBe(
       formatRow(socket({ diag: '' }), settings),
     );
+  });
+});
+
+describe('a table whose sockets share an options object', () => {
+  it('shows each row as formatted alone: listeners and UDP sockets with their own columns', () => {
+    const shared = Object.freeze({
+      SO_REUSEADDR: 1,
+      SO_KEEPALIVE: 0,
+      TCP_NODELAY: 1,
+      TCP_FASTOPEN: 5,
+      SO_BROADCAST: 0,
+    });
+    const sockets = [
+      socket({ options: shared }),
+      socket({ state: 'LISTEN', options: shared }),
+      socket({ options: shared, inode: 9 }),
+      socket({ protocol: 'udp', state: 'UNCONN', options: shared }),
+      socket({ state: 'LISTEN', options: shared, inode: 10 }),
+    ];
+    const text = renderTable('tcp', sockets, settings);
+    const rows = text.split('\n').slice(1, -1);
+    expect(rows).toEqual(sockets.map((s) => formatRow(s, settings)));
+    // TCP_FASTOPEN on the listeners only, SO_BROADCAST on the UDP socket only.
+    expect(rows.map((row) => row.includes('TCP_FASTOPEN=5'))).toEqual([false, true, false, false, true]);
+    expect(rows.map((row) => row.includes('SO_BROADCAST=0'))).toEqual([false, false, false, true, false]);
   });
 });
