@@ -140,13 +140,27 @@ function u64(words: Uint32Array, index: number): number {
 }
 
 let lastFacts: SockDiagOptionFacts | undefined;
+/** Facts objects met so far, by a hash of their values (factsOf); cleared past MAX_KEPT_FACTS. */
+const keptFacts = new Map<number, SockDiagOptionFacts[]>();
+let keptFactsCount = 0;
+const MAX_KEPT_FACTS = 1024;
+
+/** A value's part in a facts hash: numbers as they are, a name by its length and ends, undefined apart. */
+function factWord(value: number | string | undefined): number {
+  if (typeof value === 'number') return value | 0;
+  if (value === undefined) return 0x2545f491;
+  return value.length === 0
+    ? 0x5f3759df
+    : (value.length << 16) ^ value.charCodeAt(0) ^ (value.charCodeAt(value.length - 1) << 8);
+}
 
 /**
- * The facts object for these values: the previous socket's when they are all the same,
- * as they mostly are from one socket to the next (a host's sockets share their buffer
- * sizes, TOS and congestion control), so that tens of thousands of sockets share a few
- * objects. They are only read. Every field is present, undefined where the reply did not
- * carry it: one shape for all.
+ * The facts object for these values: an earlier socket's when they are all the same, as
+ * they mostly are (a host's sockets share their buffer sizes, TOS and congestion
+ * control), so that tens of thousands of sockets share a few objects — and the options
+ * reader, which takes sockets with the same facts and the same BPF record to have the
+ * same options, meets the same object again. They are only read. Every field is
+ * present, undefined where the reply did not carry it: one shape for all.
  */
 function factsOf(
   boundInterface: number,
@@ -159,22 +173,66 @@ function factsOf(
   rcvbuf: number | undefined,
   sndbuf: number | undefined,
 ): SockDiagOptionFacts {
+  // Most often the previous socket's: no hash needed.
   const last = lastFacts;
   if (
     last !== undefined &&
-    last.boundInterface === boundInterface &&
-    last.tos === tos &&
-    last.tclass === tclass &&
-    last.v6only === v6only &&
-    last.mark === mark &&
-    last.congestion === congestion &&
-    last.inetFlags === inetFlags &&
-    last.rcvbuf === rcvbuf &&
-    last.sndbuf === sndbuf
+    sameFacts(last, boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf)
   )
     return last;
-  lastFacts = { boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf };
-  return lastFacts;
+  let hash = 0x811c9dc5;
+  hash = Math.imul(hash ^ factWord(boundInterface), 0x01000193);
+  hash = Math.imul(hash ^ factWord(tos), 0x01000193);
+  hash = Math.imul(hash ^ factWord(tclass), 0x01000193);
+  hash = Math.imul(hash ^ factWord(v6only), 0x01000193);
+  hash = Math.imul(hash ^ factWord(mark), 0x01000193);
+  hash = Math.imul(hash ^ factWord(congestion), 0x01000193);
+  hash = Math.imul(hash ^ factWord(inetFlags), 0x01000193);
+  hash = Math.imul(hash ^ factWord(rcvbuf), 0x01000193);
+  hash = Math.imul(hash ^ factWord(sndbuf), 0x01000193);
+  const bucket = keptFacts.get(hash);
+  if (bucket)
+    for (const kept of bucket)
+      if (sameFacts(kept, boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf)) {
+        lastFacts = kept;
+        return kept;
+      }
+  const facts = { boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf };
+  if (keptFactsCount >= MAX_KEPT_FACTS) {
+    keptFacts.clear();
+    keptFactsCount = 0;
+  }
+  const current = keptFacts.get(hash);
+  if (current) current.push(facts);
+  else keptFacts.set(hash, [facts]);
+  keptFactsCount++;
+  lastFacts = facts;
+  return facts;
+}
+
+function sameFacts(
+  f: SockDiagOptionFacts,
+  boundInterface: number,
+  tos: number | undefined,
+  tclass: number | undefined,
+  v6only: number | undefined,
+  mark: number | undefined,
+  congestion: string | undefined,
+  inetFlags: number | undefined,
+  rcvbuf: number | undefined,
+  sndbuf: number | undefined,
+): boolean {
+  return (
+    f.boundInterface === boundInterface &&
+    f.tos === tos &&
+    f.tclass === tclass &&
+    f.v6only === v6only &&
+    f.mark === mark &&
+    f.congestion === congestion &&
+    f.inetFlags === inetFlags &&
+    f.rcvbuf === rcvbuf &&
+    f.sndbuf === sndbuf
+  );
 }
 
 /**

@@ -129,6 +129,11 @@ describe.skipIf(!littleEndian)('INET_DIAG option attributes (little-endian layou
       expect(facts, `variant ${i}`).not.toBe(base);
       expect(facts, `variant ${i}`).not.toEqual(base);
     }
+    // Not only the previous socket's: after the variants, the base facts and each
+    // variant's are met again as the same objects.
+    expect(parse(3, [])).toBe(base);
+    expect(parse(3, [rtattr(INET_DIAG_MARK, u32(7))])).toBe(variants[4]);
+    expect(parse(4, [])).toBe(variants[0]);
     // The fields compared are all the fields there are.
     expect(Object.keys(base ?? {}).sort()).toEqual(
       [
