@@ -91,8 +91,8 @@ export interface SocketMemoryInfo {
  * Values that the sock_diag reply carries and that getsockopt would return too, read
  * from the very same kernel variable (the catalogue's `sockDiag` entries say which).
  * A field is undefined when the reply did not carry it (the key is there: one object shape).
- * Sockets whose facts are all the same may share one object (the parser reuses the
- * previous socket's): read them, do not change them.
+ * Sockets whose facts are all the same share one frozen object (the parser keeps a
+ * table of them, across collections).
  */
 export interface SockDiagOptionFacts {
   /** idiag_if: sk_bound_dev_if, 0 when the socket is bound to no device. */
@@ -124,7 +124,11 @@ export interface SocketOwner {
 }
 
 export type OptionValue = number | string | null;
-export type SocketOptions = Record<string, OptionValue>;
+/**
+ * A socket's options by name. Frozen; within a collection, sockets whose options are all
+ * the same share one object (options/options-table.ts).
+ */
+export type SocketOptions = Readonly<Record<string, OptionValue>>;
 
 export interface SocketRecord {
   protocol: Protocol;

@@ -141,7 +141,7 @@ function u64(words: Uint32Array, index: number): number {
 
 let lastFacts: SockDiagOptionFacts | undefined;
 /** Facts objects met so far, by a hash of their values (factsOf); cleared past MAX_KEPT_FACTS. */
-const keptFacts = new Map<number, SockDiagOptionFacts[]>();
+const keptFacts = new Map<number, Readonly<SockDiagOptionFacts>[]>();
 let keptFactsCount = 0;
 const MAX_KEPT_FACTS = 1024;
 
@@ -197,7 +197,17 @@ function factsOf(
         lastFacts = kept;
         return kept;
       }
-  const facts = { boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf };
+  const facts = Object.freeze({
+    boundInterface,
+    tos,
+    tclass,
+    v6only,
+    mark,
+    congestion,
+    inetFlags,
+    rcvbuf,
+    sndbuf,
+  });
   if (keptFactsCount >= MAX_KEPT_FACTS) {
     keptFacts.clear();
     keptFactsCount = 0;

@@ -18,7 +18,7 @@
 import type { OptionValue, SocketRecord } from '../model.js';
 import { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, hasCapabilities } from '../procfs/capabilities.js';
 import { type OptionDefaults, readOptionDefaults } from '../procfs/sysctl.js';
-import { BpfError, kernelReadsAllowed } from '../sys/bpf.js';
+import { BpfError, Helper, kernelReadsAllowed } from '../sys/bpf.js';
 import { type Btf, kernelBtf } from '../sys/btf.js';
 import { ProtocolError } from '../sys/errors.js';
 import {
@@ -412,8 +412,10 @@ export function runBpfPass(only: ReadonlySet<string> | undefined, expectedSocket
 }
 
 /**
- * `use` with the program prepared for `only`; where the kernel refuses to load one that
- * reads kernel memory, once more with one that does not (exported for its test).
+ * `use` with the program prepared for `only`; where the verifier refuses a program that
+ * reads kernel memory because this kernel withholds bpf_probe_read_kernel from it, once
+ * more with one that does not — the first refusal kept if that fails too (exported for
+ * its test). Any other failure is the pass's.
  */
 export function withProgram<T>(
   only: ReadonlySet<string> | undefined,
@@ -424,11 +426,30 @@ export function withProgram<T>(
   try {
     return use(ready);
   } catch (error) {
-    if (!(error instanceof BpfError && error.command === 'BPF_PROG_LOAD' && ready.program.layout.hopLimit))
-      return asError(error);
+    if (!(ready.program.layout.hopLimit && refusesKernelReads(error))) return asError(error);
     kernelReadsRefused = true;
-    return withProgram(only, use);
+    const again = withProgram(only, use);
+    return again instanceof Error ? asError(error) : again;
   }
+}
+
+/**
+ * Whether the verifier refused a program for calling bpf_probe_read_kernel ("unknown
+ * func bpf_probe_read_kernel#113", "program of this type cannot use helper
+ * bpf_probe_read_kernel#113"), as it does under a lockdown knetstat could not see.
+ */
+function refusesKernelReads(error: unknown): boolean {
+  return (
+    error instanceof BpfError &&
+    error.command === 'BPF_PROG_LOAD' &&
+    (error.code === 'EINVAL' || error.code === 'EACCES' || error.code === 'EPERM') &&
+    error.verifierLog.includes(`#${Helper.probeReadKernel}`)
+  );
+}
+
+/** Forgets a refusal withProgram met (for tests: it is otherwise kept for the process). */
+export function forgetKernelReadRefusal(): void {
+  kernelReadsRefused = false;
 }
 
 function prepareIfAllowed(only: ReadonlySet<string> | undefined): Prepared | Error {

@@ -62,7 +62,7 @@ interface FieldSpec {
 }
 
 /**
- * Fields of struct tcp_sock the program copies. Each is optional: where this kernel's
+ * Fields of struct tcp_sock (or of a struct it points to) the program copies. Each is optional: where this kernel's
  * BTF lacks it (another version, a configuration without it), the options that need it
  * are left to getsockopt.
  */
@@ -153,7 +153,7 @@ interface FieldLayout {
   /** Byte offset in the record, and the width written there. */
   at: number;
   width: Width;
-  /** Offset in struct tcp_sock, and the width read there. */
+  /** Offset in struct tcp_sock (or, with `through`, in the struct pointed to), and the width read there. */
   source: number;
   sourceWidth: Width;
   /** A bitfield: where in its byte. */
@@ -415,7 +415,7 @@ export class TcpOptionRecords {
     bytes: Uint8Array,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
     this.words = new Int32Array(aligned.buffer, aligned.byteOffset, bytes.byteLength >>> 2);
     this.index = new IdIndex(Math.floor(bytes.byteLength / layout.size));
     const [low, high] = hostIsLittleEndian ? [0, 4] : [4, 0];

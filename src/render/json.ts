@@ -70,7 +70,10 @@ const MAX_KEPT_OPTIONS_JSON = 4096;
  * shares it.
  */
 function socketJson(socket: SocketRecord, written: Map<SocketOptions, string>): string {
-  const { options, optionsError, ...rest } = toJsonSocket(socket);
+  const whole = toJsonSocket(socket);
+  // A record made by hand may lack `options`: JSON.stringify leaves such a key out.
+  if (whole.options === undefined) return stringifyJson(whole);
+  const { options, optionsError, ...rest } = whole;
   const head = stringifyJson(rest);
   let optionsJson = 'null';
   if (options !== null) {

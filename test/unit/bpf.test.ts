@@ -6,8 +6,14 @@
  */
 import { existsSync } from 'node:fs';
 import { release } from 'node:os';
-import { describe, expect, it } from 'vitest';
-import { BpfPass, mayLoadBpf, type SockFlagBits, withProgram } from '../../src/options/bpf-pass.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  BpfPass,
+  forgetKernelReadRefusal,
+  mayLoadBpf,
+  type SockFlagBits,
+  withProgram,
+} from '../../src/options/bpf-pass.js';
 import { prepareTcpProgram, type TcpField, TcpOptionRecords } from '../../src/options/bpf-tcp.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from '../../src/options/catalogue.js';
 import { optionsNeeded } from '../../src/options/display.js';
@@ -15,7 +21,11 @@ import { plainCallsPerSocket } from '../../src/options/jobs.js';
 import type { KernelUnits } from '../../src/options/kernel-units.js';
 import { prepareOwnerProgram } from '../../src/procfs/bpf-owners.js';
 import type { OptionDefaults } from '../../src/procfs/sysctl.js';
-import { Assembler, BpfError, Helper } from '../../src/sys/bpf.js';
+import { Assembler, BpfError, Helper, kernelReadsAllowed } from '../../src/sys/bpf.js';
+
+const EINVAL = 22;
+const EAGAIN = 11;
+
 import { Btf, BtfKind, type FieldPlace, KERNEL_BTF } from '../../src/sys/btf.js';
 import { ProtocolError } from '../../src/sys/errors.js';
 
@@ -214,8 +224,8 @@ describe.skipIf(!existsSync(KERNEL_BTF))('the iter/tcp program (skipped without 
         if (value === Helper.getsockopt) asked.push(`${immediate.get(2)}/${immediate.get(3)}`);
       }
     }
-    // bpf_probe_read_kernel where the hop limit is worked out (this kernel's types have
-    // every place it needs from 6.6 on).
+    // bpf_probe_read_kernel where the hop limit is worked out (where this kernel's types
+    // have every place it needs).
     const expected: number[] = [
       Helper.getSocketCookie,
       Helper.getsockopt,
@@ -611,29 +621,33 @@ describe.skipIf(!existsSync(KERNEL_BTF))(
       expect(effects(program).storedThrough).toEqual([10]);
     });
 
-    it("the options program's one kernel read goes to its own stack, 4 bytes", () => {
-      const { program, layout } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS, undefined, true);
-      if (!layout.hopLimit) return; // a kernel whose types lack a place: no read at all
-      const at = (i: number) => ({
-        opcode: program[i * 8] as number,
-        dst: (program[i * 8 + 1] as number) & 0x0f,
-        src: (program[i * 8 + 1] as number) >> 4,
-        immediate: Buffer.from(program.buffer, program.byteOffset + i * 8 + 4, 4).readInt32LE(0),
-      });
-      const calls: number[] = [];
-      for (let i = 0; i < program.length / 8; i++)
-        if (at(i).opcode === 0x85 && at(i).immediate === Helper.probeReadKernel) calls.push(i);
-      expect(calls.length).toBe(1);
-      const call = calls[0] as number;
-      // r1 = r10; r1 += (the hop limit's slot, below the frame); r2 = 4; call.
-      expect(at(call - 3)).toMatchObject({ opcode: 0xbf, dst: 1, src: 10 });
-      expect(at(call - 2)).toMatchObject({
-        opcode: 0x07,
-        dst: 1,
-        immediate: layout.hopLimit.at - layout.size,
-      });
-      expect(at(call - 1)).toMatchObject({ opcode: 0xb7, dst: 2, immediate: 4 });
-    });
+    const withRead = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS, undefined, true);
+    it.skipIf(!withRead.layout.hopLimit)(
+      "the options program's one kernel read goes to its own stack, 4 bytes (skipped where this kernel's types lack a place the hop limit needs)",
+      () => {
+        const { program, layout } = withRead;
+        if (!layout.hopLimit) throw new Error('unreachable: skipped above');
+        const at = (i: number) => ({
+          opcode: program[i * 8] as number,
+          dst: (program[i * 8 + 1] as number) & 0x0f,
+          src: (program[i * 8 + 1] as number) >> 4,
+          immediate: Buffer.from(program.buffer, program.byteOffset + i * 8 + 4, 4).readInt32LE(0),
+        });
+        const calls: number[] = [];
+        for (let i = 0; i < program.length / 8; i++)
+          if (at(i).opcode === 0x85 && at(i).immediate === Helper.probeReadKernel) calls.push(i);
+        expect(calls.length).toBe(1);
+        const call = calls[0] as number;
+        // r1 = r10; r1 += (the hop limit's slot, below the frame); r2 = 4; call.
+        expect(at(call - 3)).toMatchObject({ opcode: 0xbf, dst: 1, src: 10 });
+        expect(at(call - 2)).toMatchObject({
+          opcode: 0x07,
+          dst: 1,
+          immediate: layout.hopLimit.at - layout.size,
+        });
+        expect(at(call - 1)).toMatchObject({ opcode: 0xb7, dst: 2, immediate: 4 });
+      },
+    );
 
     it('the options program writes whether icsk_ulp_ops is set, never the pointer', () => {
       const { program, layout } = prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS);
@@ -662,25 +676,60 @@ describe.skipIf(!existsSync(KERNEL_BTF))(
 describe.skipIf(!existsSync(KERNEL_BTF) || !mayLoadBpf())(
   'a kernel that refuses the kernel read (skipped without kernel BTF or the privilege to load BPF)',
   () => {
-    it('gets a program without it, once, rather than losing the pass', () => {
-      const layouts: boolean[] = [];
-      const outcome = withProgram(undefined, (ready) => {
-        layouts.push(ready.program.layout.hopLimit !== undefined);
-        if (ready.program.layout.hopLimit)
-          throw new BpfError('BPF_PROG_LOAD', 1, 'unknown func bpf_probe_read_kernel');
-        return 'loaded';
+    const hopLimitPossible =
+      existsSync(KERNEL_BTF) &&
+      prepareTcpProgram(Btf.kernel(), BPF_READABLE_TCP_OPTIONS, undefined, true).layout.hopLimit !==
+        undefined;
+    afterEach(() => {
+      forgetKernelReadRefusal();
+    });
+
+    it.skipIf(!hopLimitPossible || !kernelReadsAllowed())(
+      'gets a program without it, once, rather than losing the pass (skipped where no program reads it)',
+      () => {
+        const layouts: boolean[] = [];
+        const outcome = withProgram(undefined, (ready) => {
+          layouts.push(ready.program.layout.hopLimit !== undefined);
+          if (ready.program.layout.hopLimit)
+            throw new BpfError(
+              'BPF_PROG_LOAD',
+              EINVAL,
+              'program of this type cannot use helper bpf_probe_read_kernel#113',
+            );
+          return 'loaded';
+        });
+        expect(outcome).toBe('loaded');
+        expect(layouts).toEqual([true, false]);
+      },
+    );
+
+    it('retries for nothing else, and keeps the first refusal when the retry fails too', () => {
+      const calls: string[] = [];
+      const verifier = withProgram(undefined, () => {
+        calls.push('load');
+        throw new BpfError('BPF_PROG_LOAD', EINVAL, 'R1 invalid mem access');
       });
-      expect(outcome).toBe('loaded');
-      // With every place in this kernel's types, first with the read, then without.
-      expect(layouts).toEqual(layouts[0] ? [true, false] : [false]);
-      // Any other refusal is the pass's failure, not retried.
-      const calls: number[] = [];
-      const failed = withProgram(undefined, () => {
-        calls.push(1);
-        throw new BpfError('BPF_LINK_CREATE', 1);
+      expect(verifier).toBeInstanceOf(BpfError);
+      const interrupted = withProgram(undefined, () => {
+        calls.push('load');
+        throw new BpfError('BPF_PROG_LOAD', EAGAIN);
       });
-      expect(failed).toBeInstanceOf(BpfError);
-      expect(calls).toEqual([1]);
+      expect((interrupted as BpfError).code).toBe('EAGAIN');
+      const link = withProgram(undefined, () => {
+        calls.push('link');
+        throw new BpfError('BPF_LINK_CREATE', EINVAL);
+      });
+      expect(link).toBeInstanceOf(BpfError);
+      expect(calls).toEqual(['load', 'load', 'link']);
+      // Refused for the read, and then refused again: the first refusal is the answer.
+      const both = withProgram(undefined, (ready) => {
+        throw new BpfError(
+          'BPF_PROG_LOAD',
+          EINVAL,
+          ready.program.layout.hopLimit ? 'unknown func bpf_probe_read_kernel#113' : 'second',
+        );
+      });
+      if (hopLimitPossible && kernelReadsAllowed()) expect((both as BpfError).verifierLog).toMatch(/#113/);
     });
   },
 );

@@ -63,4 +63,12 @@ describe('renderJson', () => {
     ]);
     expect(lines[0]).toContain('"TCP_CONGESTION":"cubic\\u007f"');
   });
+
+  it('writes a record made by hand without options as JSON.stringify would, leaving the key out', () => {
+    const bare = socket({});
+    delete (bare as Partial<SocketRecord>).options;
+    const line = [...renderJson([bare])].join('').split('\n')[0];
+    expect(line).toBe(`[${stringifyJson(toJsonSocket(bare))}`);
+    expect(line).not.toContain('"options"');
+  });
 });

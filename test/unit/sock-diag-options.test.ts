@@ -134,6 +134,8 @@ describe.skipIf(!littleEndian)('INET_DIAG option attributes (little-endian layou
     expect(parse(3, [])).toBe(base);
     expect(parse(3, [rtattr(INET_DIAG_MARK, u32(7))])).toBe(variants[4]);
     expect(parse(4, [])).toBe(variants[0]);
+    // Shared, so frozen: one socket's cannot be changed through another's.
+    expect(Object.isFrozen(base)).toBe(true);
     // The fields compared are all the fields there are.
     expect(Object.keys(base ?? {}).sort()).toEqual(
       [
