@@ -259,10 +259,11 @@ function loadIteratorProgram(program: Uint8Array, attachBtfId: number, name: str
   attr.writeUInt32LE(BPF_TRACE_ITER, 68);
   attr.writeUInt32LE(attachBtfId, 108);
   // The verifier gives up with EAGAIN when a signal arrives while it works (a profiler's
-  // SIGPROF, a terminal's SIGWINCH): the same load is tried again, as libbpf does.
+  // SIGPROF, a terminal's SIGWINCH): signals wait while it works, and where they cannot,
+  // the same load is tried again, as libbpf does.
   for (let attempt = 1; ; attempt++) {
     try {
-      return bpfCommand(BPF_PROG_LOAD, 'BPF_PROG_LOAD', attr, log);
+      return libc.withSignalsBlocked(() => bpfCommand(BPF_PROG_LOAD, 'BPF_PROG_LOAD', attr, log));
     } catch (error) {
       if (!(error instanceof BpfError && error.code === 'EAGAIN' && attempt < LOAD_ATTEMPTS)) throw error;
       log.fill(0);

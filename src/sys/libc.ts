@@ -40,6 +40,9 @@ const c = {
   fcntl: libc.func('int fcntl(int fd, int command, int argument)'),
   // bpf(2) has no glibc wrapper: syscall(2), declared with the attribute union's pointer.
   bpf: libc.func('long syscall(long number, long command, void *attr, long size)'),
+  // Linux's sigprocmask sets the calling thread's mask, as pthread_sigmask does, and is
+  // in libc itself on every glibc (pthread_sigmask moved there only in 2.34).
+  sigprocmask: libc.func('int sigprocmask(int how, void *set, void *old)'),
 };
 
 function fail(call: string): never {
@@ -340,6 +343,27 @@ const SYS_bpf = process.arch === 'x64' ? 321 : 280;
 export function bpf(command: number, attr: Uint8Array): number {
   const result = Number(c.bpf(SYS_bpf, command, attr, attr.byteLength));
   return result < 0 ? -koffi.errno() : result;
+}
+
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/** A sigset_t (128 bytes in glibc and musl) with every signal in it, and room for the mask it replaces. */
+const EVERY_SIGNAL = new Uint8Array(128).fill(0xff);
+const savedSignalMask = new Uint8Array(128);
+
+/**
+ * `call` with this thread's signals blocked, then the mask as it was: a signal that
+ * arrives meanwhile waits until then. For a system call that gives up when a signal is
+ * pending (the BPF verifier answers EAGAIN, and a profiler's SIGPROF every millisecond
+ * can make every retry fail). Where the mask cannot be set, `call` runs as it is.
+ */
+export function withSignalsBlocked<T>(call: () => T): T {
+  if ((c.sigprocmask(SIG_BLOCK, EVERY_SIGNAL, savedSignalMask) as number) !== 0) return call();
+  try {
+    return call();
+  } finally {
+    c.sigprocmask(SIG_SETMASK, savedSignalMask, null);
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as libc from '../../src/sys/libc.js';
 
@@ -21,5 +21,26 @@ describe('fstatSocketInode', () => {
     } finally {
       closeSync(fd);
     }
+  });
+});
+
+describe('withSignalsBlocked', () => {
+  /** This thread's blocked signals, as /proc reports them (hex). */
+  const blocked = () =>
+    /^SigBlk:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/thread-self/status', 'latin1'))?.[1];
+
+  it('blocks every signal while the call runs, then restores the mask, also when it throws', () => {
+    const before = blocked();
+    let during: string | undefined;
+    expect(libc.withSignalsBlocked(() => (during = blocked()))).toBe(during);
+    // Every blockable signal (SIGKILL and SIGSTOP cannot be; glibc keeps two of its own).
+    expect(BigInt(`0x${during}`) & 0xffffn).toBe(0xfeffn);
+    expect(blocked()).toBe(before);
+    expect(() =>
+      libc.withSignalsBlocked(() => {
+        throw new Error('inside');
+      }),
+    ).toThrow('inside');
+    expect(blocked()).toBe(before);
   });
 });
