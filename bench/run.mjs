@@ -31,6 +31,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(ROOT, 'dist', 'cli.js');
+/** The knetstat command as npm installs it (it starts Node on CLI with its flags). */
+const BIN = join(ROOT, 'bin', 'knetstat');
 const RESULTS = join(HERE, 'RESULTS.md');
 /** Sockets per holder process: below the ~20000 fds one process may hold by default. */
 const SOCKETS_PER_HOLDER = 10000;
@@ -82,11 +84,10 @@ function findExecutable(name) {
 
 /** The commands timed, in the order they run within each round. */
 function benchCommands() {
-  const node = process.execPath;
   const commands = [
-    { name: 'knetstat', argv: [node, CLI] },
-    { name: 'knetstat --json', argv: [node, CLI, '--json'] },
-    { name: 'knetstat -p', argv: [node, CLI, '-p'] },
+    { name: 'knetstat', argv: [BIN] },
+    { name: 'knetstat --json', argv: [BIN, '--json'] },
+    { name: 'knetstat -p', argv: [BIN, '-p'] },
     { name: 'ss -tanpie', argv: ['ss', '-tanpie'] },
     { name: 'ss -tan', argv: ['ss', '-tan'] },
     { name: 'netstat -tanp', argv: ['netstat', '-tanp'], optional: 'netstat' },
@@ -172,9 +173,8 @@ async function verifyRows(runner, scratch) {
     if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
     return { text: readFileSync(out, 'utf8'), stderr: r.stderr };
   };
-  const node = process.execPath;
-  const text = await capture([node, CLI, 'tcp', 'tcp6']);
-  const json = await capture([node, CLI, '--json', 'tcp', 'tcp6']);
+  const text = await capture([BIN, 'tcp', 'tcp6']);
+  const json = await capture([BIN, '--json', 'tcp', 'tcp6']);
   const ss = await capture(['ss', '-tan']);
   const counts = {
     knetstat: knetstatRows(text.text),
@@ -366,8 +366,9 @@ Machine: ${m.cpus}; ${m.memory} RAM; ${m.kernel}; Node ${m.node}; ${m.ss}.
 Each size runs in a fresh network namespace holding that many loopback TCP sockets
 (both ends of each connection, IPv4 and one in four IPv6, spread over processes of at
 most ${SOCKETS_PER_HOLDER} sockets; a seeded share with TCP_NODELAY, keepalive and its
-timers, fixed buffers, timeouts, TCP_USER_TIMEOUT or SO_LINGER set). Output goes to
-/dev/null. Wall time is from spawn to exit; peak RSS and CPU come from wait4(2) on each
+timers, fixed buffers, timeouts, TCP_USER_TIMEOUT or SO_LINGER set). knetstat runs as
+npm installs it, \`bin/knetstat\` (Node with \`--max-semi-space-size=2\` on dist/cli.js).
+Output goes to /dev/null. Wall time is from spawn to exit; peak RSS and CPU come from wait4(2) on each
 run ("≤ N": no more than the measuring process's own N MB, which a child shares until it
 execs), CPU including knetstat's helper process (measure.py reaps it as a subreaper).
 "cgroup peak" is the peak memory of all the command's processes together, from a memory
@@ -399,6 +400,7 @@ async function outer(settings) {
     if (build.status !== 0) fail('npm run build failed');
   }
   accessSync(CLI);
+  accessSync(BIN, constants.X_OK);
   const sizes = [];
   for (const size of settings.sizes) {
     const args = ['-n', process.execPath, fileURLToPath(import.meta.url), '--inner', String(size)];

@@ -1,0 +1,49 @@
+/**
+ * The knetstat command as npm installs it: bin/knetstat, reached through a symlink,
+ * starts Node on dist/cli.js with the young generation it is measured with, passes
+ * every argument through unchanged, and exits with the program's status.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const BIN = join(ROOT, 'bin', 'knetstat');
+
+describe('bin/knetstat', () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'knetstat-bin-'));
+  // A `node` first on PATH that notes its arguments, then runs the real one.
+  const log = join(scratch, 'argv');
+  const fakeNode = join(scratch, 'path', 'node');
+  const linked = join(scratch, 'node_modules', '.bin', 'knetstat');
+  for (const dir of [dirname(fakeNode), dirname(linked)]) spawnSync('mkdir', ['-p', dir]);
+  writeFileSync(fakeNode, `#!/bin/sh\nprintf '%s\\n' "$@" > '${log}'\nexec '${process.execPath}' "$@"\n`);
+  chmodSync(fakeNode, 0o755);
+  symlinkSync(BIN, linked);
+  const env = { ...process.env, PATH: `${dirname(fakeNode)}:${process.env.PATH}` };
+
+  afterAll(() => {
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('runs dist/cli.js with --max-semi-space-size=2, through the symlink npm makes', () => {
+    const run = spawnSync(linked, ['--version'], { encoding: 'utf8', env, cwd: scratch });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^knetstat \d+\.\d+\.\d+\n$/);
+    expect(readFileSync(log, 'utf8').split('\n')).toEqual([
+      '--max-semi-space-size=2',
+      join(ROOT, 'dist', 'cli.js'),
+      '--version',
+      '',
+    ]);
+  });
+
+  it("passes arguments through unchanged, and exits with the program's status", () => {
+    const run = spawnSync(BIN, ['--state', 'no such state', '--json'], { encoding: 'utf8', env });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/^knetstat: .*no such state/);
+    expect(readFileSync(log, 'utf8').split('\n').slice(2, 5)).toEqual(['--state', 'no such state', '--json']);
+  });
+});
