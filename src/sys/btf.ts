@@ -107,6 +107,13 @@ export class Btf {
   private readonly stringsEnd: number;
   /** Byte offset of type id i's record at [i]; [0] is the void type, which has none. */
   private readonly starts: Uint32Array;
+  /**
+   * Type id i's name offset and its info word (kind, kind flag, vlen), copied out while
+   * the records are walked: a search by name runs through these two arrays rather than
+   * through the records, several times faster over 100,000-odd types.
+   */
+  private readonly nameOffsets: Uint32Array;
+  private readonly infos: Uint32Array;
 
   private constructor(private readonly bytes: Uint8Array) {
     if (bytes.length < HEADER_SIZE) throw new ProtocolError('BTF shorter than its header');
@@ -132,12 +139,17 @@ export class Btf {
       base % 4 === 0
         ? new Uint32Array(bytes.buffer, base, typeLength >>> 2)
         : new Uint32Array(bytes.slice(this.typesStart, typesEnd).buffer, 0, typeLength >>> 2);
-    const starts = new Uint32Array((typeLength >>> 2) / 3 + 1);
+    const capacity = (typeLength >>> 2) / 3 + 1;
+    const starts = new Uint32Array(capacity);
+    const nameOffsets = new Uint32Array(capacity);
+    const infos = new Uint32Array(capacity);
     let count = 1;
     for (let word = 0; word < words.length; ) {
       if (word + 3 > words.length) throw new ProtocolError('a BTF type record is cut short');
-      starts[count++] = this.typesStart + word * 4;
       const info = words[word + 1] as number;
+      starts[count] = this.typesStart + word * 4;
+      nameOffsets[count] = words[word] as number;
+      infos[count++] = info;
       const kind = (info >>> 24) & 0x1f;
       const fixed = EXTRA_WORDS[kind] as number;
       if (fixed < 0) throw new ProtocolError(`BTF type of unknown kind ${kind}`);
@@ -145,6 +157,8 @@ export class Btf {
       if (word > words.length) throw new ProtocolError('a BTF type record is cut short');
     }
     this.starts = starts.subarray(0, count);
+    this.nameOffsets = nameOffsets.subarray(0, count);
+    this.infos = infos.subarray(0, count);
   }
 
   static parse(bytes: Uint8Array): Btf {
@@ -252,11 +266,12 @@ export class Btf {
 
   private search(name: string, kind: BtfKind): number {
     const offset = this.nameOffset(name);
-    if (offset > 0)
-      for (let id = 1; id < this.starts.length; id++) {
-        const at = this.starts[id] as number;
-        if (this.u32(at) === offset && ((this.u32(at + 4) >>> 24) & 0x1f) === kind) return id;
-      }
+    if (offset > 0) {
+      const names = this.nameOffsets;
+      const infos = this.infos;
+      for (let id = 1; id < names.length; id++)
+        if (names[id] === offset && (((infos[id] as number) >>> 24) & 0x1f) === kind) return id;
+    }
     throw new ProtocolError(`the kernel's BTF has no ${kindName(kind)} ${name}`);
   }
 
@@ -404,10 +419,9 @@ export class Btf {
     const offset = this.nameOffset(name);
     if (offset > 0)
       for (let id = 1; id < this.starts.length; id++) {
-        const at = this.starts[id] as number;
-        const info = this.u32(at + 4);
+        const info = this.infos[id] as number;
         if (((info >>> 24) & 0x1f) !== BtfKind.Enum) continue;
-        const first = at + TYPE_SIZE;
+        const first = (this.starts[id] as number) + TYPE_SIZE;
         for (let i = 0; i < (info & 0xffff); i++)
           if (this.u32(first + 8 * i) === offset)
             return this.view.getInt32(first + 8 * i + 4, hostIsLittleEndian);
