@@ -32,7 +32,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(ROOT, 'dist', 'cli.js');
 /** The knetstat command as npm installs it (it starts Node on CLI with its flags). */
-const BIN = join(ROOT, 'bin', 'knetstat');
+const BIN = join(ROOT, 'bin', 'knetstat.js');
 const RESULTS = join(HERE, 'RESULTS.md');
 /** Sockets per holder process: below the ~20000 fds one process may hold by default. */
 const SOCKETS_PER_HOLDER = 10000;
@@ -367,7 +367,7 @@ Each size runs in a fresh network namespace holding that many loopback TCP socke
 (both ends of each connection, IPv4 and one in four IPv6, spread over processes of at
 most ${SOCKETS_PER_HOLDER} sockets; a seeded share with TCP_NODELAY, keepalive and its
 timers, fixed buffers, timeouts, TCP_USER_TIMEOUT or SO_LINGER set). knetstat runs as
-npm installs it, \`bin/knetstat\` (Node with \`--max-semi-space-size=2\` on dist/cli.js).
+npm installs it, \`bin/knetstat.js\` (Node with \`--max-semi-space-size=2\`).
 Output goes to /dev/null. Wall time is from spawn to exit; peak RSS and CPU come from wait4(2) on each
 run ("≤ N": no more than the measuring process's own N MB, which a child shares until it
 execs), CPU including knetstat's helper process (measure.py reaps it as a subreaper).

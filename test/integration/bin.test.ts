@@ -1,7 +1,8 @@
 /**
- * The knetstat command as npm installs it: bin/knetstat, reached through a symlink,
- * starts Node on dist/cli.js with the young generation it is measured with, passes
- * every argument through unchanged, and exits with the program's status.
+ * The knetstat command as npm installs it: bin/knetstat.js, reached through a symlink,
+ * a shell script first that starts Node on itself (and so on dist/cli.js) with the
+ * young generation it is measured with, passes every argument through unchanged, and
+ * exits with the program's status; run by Node directly, the same file is the program.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -10,9 +11,9 @@ import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin', 'knetstat');
+const BIN = join(ROOT, 'bin', 'knetstat.js');
 
-describe('bin/knetstat', () => {
+describe('bin/knetstat.js', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'knetstat-bin-'));
   // A `node` first on PATH that notes its arguments, then runs the real one.
   const log = join(scratch, 'argv');
@@ -28,16 +29,23 @@ describe('bin/knetstat', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('runs dist/cli.js with --max-semi-space-size=2, through the symlink npm makes', () => {
+  it('runs Node with --max-semi-space-size=2 on itself, through the symlink npm makes', () => {
     const run = spawnSync(linked, ['--version'], { encoding: 'utf8', env, cwd: scratch });
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^knetstat \d+\.\d+\.\d+\n$/);
+    // Node is handed the symlink, which it resolves to find dist/ next to bin/.
     expect(readFileSync(log, 'utf8').split('\n')).toEqual([
       '--max-semi-space-size=2',
-      join(ROOT, 'dist', 'cli.js'),
+      linked,
       '--version',
       '',
     ]);
+  });
+
+  it('is the program itself when Node runs it', () => {
+    const run = spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^knetstat \d+\.\d+\.\d+\n$/);
   });
 
   it("passes arguments through unchanged, and exits with the program's status", () => {
