@@ -24,7 +24,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -33,6 +33,9 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(ROOT, 'dist', 'cli.js');
 /** The knetstat command as npm installs it (it starts Node on CLI with its flags). */
 const BIN = join(ROOT, 'bin', 'knetstat.js');
+// bin/knetstat.js starts the `node` first on PATH: the one running this bench, whose
+// version RESULTS.md reports, whatever PATH sudo left.
+process.env.PATH = `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
 const RESULTS = join(HERE, 'RESULTS.md');
 /** Sockets per holder process: below the ~20000 fds one process may hold by default. */
 const SOCKETS_PER_HOLDER = 10000;

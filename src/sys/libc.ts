@@ -43,6 +43,8 @@ const c = {
   // Linux's sigprocmask sets the calling thread's mask, as pthread_sigmask does, and is
   // in libc itself on every glibc (pthread_sigmask moved there only in 2.34).
   sigprocmask: libc.func('int sigprocmask(int how, void *set, void *old)'),
+  sigfillset: libc.func('int sigfillset(void *set)'),
+  sigdelset: libc.func('int sigdelset(void *set, int signal)'),
 };
 
 function fail(call: string): never {
@@ -347,22 +349,45 @@ export function bpf(command: number, attr: Uint8Array): number {
 
 const SIG_BLOCK = 0;
 const SIG_SETMASK = 2;
-/** A sigset_t (128 bytes in glibc and musl) with every signal in it, and room for the mask it replaces. */
-const EVERY_SIGNAL = new Uint8Array(128).fill(0xff);
-const savedSignalMask = new Uint8Array(128);
+const SIGILL = 4;
+const SIGTRAP = 5;
+const SIGBUS = 7;
+const SIGFPE = 8;
+const SIGSEGV = 11;
+const SIGSYS = 31;
+/** A sigset_t: 128 bytes in glibc and musl, of which the kernel reads the first 8. */
+const SIGSET_SIZE = 128;
 
 /**
- * `call` with this thread's signals blocked, then the mask as it was: a signal that
- * arrives meanwhile waits until then. For a system call that gives up when a signal is
- * pending (the BPF verifier answers EAGAIN, and a profiler's SIGPROF every millisecond
- * can make every retry fail). Where the mask cannot be set, `call` runs as it is.
+ * Every signal the call may hold back: the C library's full set (which leaves out its
+ * own internal signals), less those a fault raises in this very thread, which the
+ * kernel would otherwise deliver with their default action, past Node's handlers.
+ * Null where the set cannot be made.
+ */
+const HELD_SIGNALS: Uint8Array | null = (() => {
+  const set = new Uint8Array(SIGSET_SIZE);
+  if ((c.sigfillset(set) as number) !== 0) return null;
+  for (const signal of [SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV, SIGSYS])
+    if ((c.sigdelset(set, signal) as number) !== 0) return null;
+  return set;
+})();
+
+/**
+ * `call` with this thread's signals held back, then its mask as it was: a signal that
+ * arrives meanwhile waits until then (one sent to the whole process, such as Ctrl-C's,
+ * may be taken by another thread of Node's at once). For a system call that gives up
+ * when a signal is pending (the BPF verifier answers EAGAIN, and a profiler's SIGPROF
+ * every millisecond can make every retry fail). Where the mask cannot be set, `call`
+ * runs as it is. Calls may nest: each keeps the mask it replaced.
  */
 export function withSignalsBlocked<T>(call: () => T): T {
-  if ((c.sigprocmask(SIG_BLOCK, EVERY_SIGNAL, savedSignalMask) as number) !== 0) return call();
+  const previous = new Uint8Array(SIGSET_SIZE);
+  if (HELD_SIGNALS === null || (c.sigprocmask(SIG_BLOCK, HELD_SIGNALS, previous) as number) !== 0)
+    return call();
   try {
     return call();
   } finally {
-    c.sigprocmask(SIG_SETMASK, savedSignalMask, null);
+    c.sigprocmask(SIG_SETMASK, previous, null);
   }
 }
 

@@ -5,12 +5,13 @@
  * exits with the program's status; run by Node directly, the same file is the program.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'knetstat.js');
 
 describe('bin/knetstat.js', () => {
@@ -19,7 +20,7 @@ describe('bin/knetstat.js', () => {
   const log = join(scratch, 'argv');
   const fakeNode = join(scratch, 'path', 'node');
   const linked = join(scratch, 'node_modules', '.bin', 'knetstat');
-  for (const dir of [dirname(fakeNode), dirname(linked)]) spawnSync('mkdir', ['-p', dir]);
+  for (const dir of [dirname(fakeNode), dirname(linked)]) mkdirSync(dir, { recursive: true });
   writeFileSync(fakeNode, `#!/bin/sh\nprintf '%s\\n' "$@" > '${log}'\nexec '${process.execPath}' "$@"\n`);
   chmodSync(fakeNode, 0o755);
   symlinkSync(BIN, linked);
