@@ -5,6 +5,7 @@
  * in host order.
  */
 import { formatIPv4At, formatIPv6At } from '../address.js';
+import { HASH_START, HashBuckets, mixHash, valueWord } from '../hash-buckets.js';
 import type {
   DiagIndicator,
   Endpoint,
@@ -140,19 +141,8 @@ function u64(words: Uint32Array, index: number): number {
 }
 
 let lastFacts: SockDiagOptionFacts | undefined;
-/** Facts objects met so far, by a hash of their values (factsOf); cleared past MAX_KEPT_FACTS. */
-const keptFacts = new Map<number, Readonly<SockDiagOptionFacts>[]>();
-let keptFactsCount = 0;
-const MAX_KEPT_FACTS = 1024;
-
-/** A value's part in a facts hash: numbers as they are, a name by its length and ends, undefined apart. */
-function factWord(value: number | string | undefined): number {
-  if (typeof value === 'number') return value | 0;
-  if (value === undefined) return 0x2545f491;
-  return value.length === 0
-    ? 0x5f3759df
-    : (value.length << 16) ^ value.charCodeAt(0) ^ (value.charCodeAt(value.length - 1) << 8);
-}
+/** Facts objects met so far, by a hash of their values (factsOf), for the process's life. */
+const keptFacts = new HashBuckets<Readonly<SockDiagOptionFacts>>(1024, 'clear');
 
 /**
  * The facts object for these values: an earlier socket's when they are all the same, as
@@ -180,16 +170,16 @@ function factsOf(
     sameFacts(last, boundInterface, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf)
   )
     return last;
-  let hash = 0x811c9dc5;
-  hash = Math.imul(hash ^ factWord(boundInterface), 0x01000193);
-  hash = Math.imul(hash ^ factWord(tos), 0x01000193);
-  hash = Math.imul(hash ^ factWord(tclass), 0x01000193);
-  hash = Math.imul(hash ^ factWord(v6only), 0x01000193);
-  hash = Math.imul(hash ^ factWord(mark), 0x01000193);
-  hash = Math.imul(hash ^ factWord(congestion), 0x01000193);
-  hash = Math.imul(hash ^ factWord(inetFlags), 0x01000193);
-  hash = Math.imul(hash ^ factWord(rcvbuf), 0x01000193);
-  hash = Math.imul(hash ^ factWord(sndbuf), 0x01000193);
+  // Unrolled: no array made per socket.
+  let hash = mixHash(HASH_START, valueWord(boundInterface));
+  hash = mixHash(hash, valueWord(tos));
+  hash = mixHash(hash, valueWord(tclass));
+  hash = mixHash(hash, valueWord(v6only));
+  hash = mixHash(hash, valueWord(mark));
+  hash = mixHash(hash, valueWord(congestion));
+  hash = mixHash(hash, valueWord(inetFlags));
+  hash = mixHash(hash, valueWord(rcvbuf));
+  hash = mixHash(hash, valueWord(sndbuf));
   const bucket = keptFacts.get(hash);
   if (bucket)
     for (const kept of bucket)
@@ -208,14 +198,7 @@ function factsOf(
     rcvbuf,
     sndbuf,
   });
-  if (keptFactsCount >= MAX_KEPT_FACTS) {
-    keptFacts.clear();
-    keptFactsCount = 0;
-  }
-  const current = keptFacts.get(hash);
-  if (current) current.push(facts);
-  else keptFacts.set(hash, [facts]);
-  keptFactsCount++;
+  keptFacts.add(hash, facts);
   lastFacts = facts;
   return facts;
 }

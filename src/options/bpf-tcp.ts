@@ -13,6 +13,7 @@
  * check (a route's metric) is bpf_probe_read_kernel into the program's own stack.
  */
 
+import { HASH_START, mixHash } from '../hash-buckets.js';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import {
   Assembler,
@@ -438,9 +439,9 @@ export class TcpOptionRecords {
    */
   contentHash(record: number): number {
     const words = this.words;
-    let hash = 0x811c9dc5;
+    let hash = HASH_START;
     for (let i = (record >>> 2) + 2, end = (record + this.layout.size) >>> 2; i < end; i++)
-      hash = Math.imul(hash ^ (words[i] as number), 0x01000193);
+      hash = mixHash(hash, words[i] as number);
     return hash;
   }
 

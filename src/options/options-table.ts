@@ -6,6 +6,8 @@
  * listing is built. Every object is frozen, shared or not, so that no caller can change
  * one socket's options through another's.
  */
+
+import { HASH_START, HashBuckets, mixHash, valueWord } from '../hash-buckets.js';
 import type { OptionValue, SocketOptions } from '../model.js';
 import type { OptionSpec } from './catalogue.js';
 
@@ -22,9 +24,8 @@ const MAX_REMEMBERED = 4096;
 interface ListTable {
   make: Maker;
   matches: Matcher;
-  /** Objects by the hash of their values; a bucket holds every set with that hash. */
-  byHash: Map<number, SocketOptions[]>;
-  remembered: number;
+  /** Objects by the hash of their values. */
+  kept: HashBuckets<SocketOptions>;
 }
 
 export class OptionsTable {
@@ -38,46 +39,27 @@ export class OptionsTable {
   optionsOf(specs: readonly OptionSpec[], values: ReadonlyArray<OptionValue | undefined>): SocketOptions {
     const table = this.tableOf(specs);
     const hash = hashValues(values, specs.length);
-    const bucket = table.byHash.get(hash);
+    const bucket = table.kept.get(hash);
     if (bucket) for (const options of bucket) if (table.matches(options, values)) return options;
     const options = Object.freeze(table.make(values));
-    if (table.remembered < MAX_REMEMBERED) {
-      if (bucket) bucket.push(options);
-      else table.byHash.set(hash, [options]);
-      table.remembered++;
-    }
+    table.kept.add(hash, options);
     return options;
   }
 
   private tableOf(specs: readonly OptionSpec[]): ListTable {
     let table = this.lists.get(specs);
     if (!table) {
-      table = { ...compileOptionsList(specs), byHash: new Map(), remembered: 0 };
+      table = { ...compileOptionsList(specs), kept: new HashBuckets(MAX_REMEMBERED, 'stop') };
       this.lists.set(specs, table);
     }
     return table;
   }
 }
 
-/**
- * A hash of the first `count` values, to look a set up by: numbers by their low 32 bits,
- * strings by their length and end characters, null apart. Sets that collide are told
- * apart by comparing every value.
- */
+/** A hash of the first `count` values, to look a set up by (collisions are told apart by comparing every value). */
 export function hashValues(values: ReadonlyArray<OptionValue | undefined>, count: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < count; i++) {
-    const value = values[i];
-    let word: number;
-    if (typeof value === 'number') word = value | 0;
-    else if (typeof value === 'string')
-      word =
-        value.length === 0
-          ? 0x5f3759df
-          : (value.length << 16) ^ value.charCodeAt(0) ^ (value.charCodeAt(value.length - 1) << 8);
-    else word = value === null ? 0x2545f491 : 0x9e3779b9;
-    hash = Math.imul(hash ^ word, 0x01000193);
-  }
+  let hash = HASH_START;
+  for (let i = 0; i < count; i++) hash = mixHash(hash, valueWord(values[i]));
   return hash;
 }
 

@@ -8,6 +8,7 @@
  * README, "What the time goes to"), a second process is the next thing to try.
  */
 
+import { HashBuckets } from '../hash-buckets.js';
 import { cutByWeight, type HelperProcess } from '../helper/parent.js';
 import { loadValues, type ReadReply } from '../helper/protocol.js';
 import type { OptionValue, SocketOptions, SocketRecord } from '../model.js';
@@ -95,16 +96,17 @@ const MAX_REMEMBERED_SETTLEMENTS = 4096;
  * takes that object without its dozens of values being worked out again.
  */
 class SettledAlike {
-  private readonly byHash = new Map<
-    number,
-    Array<{ specs: readonly OptionSpec[]; facts: unknown; record: number; options: SocketOptions }>
-  >();
-  private remembered = 0;
+  private readonly kept = new HashBuckets<{
+    specs: readonly OptionSpec[];
+    facts: unknown;
+    record: number;
+    options: SocketOptions;
+  }>(MAX_REMEMBERED_SETTLEMENTS, 'stop');
 
   constructor(private readonly bpf: BpfPass) {}
 
   find(specs: readonly OptionSpec[], facts: unknown, record: number): SocketOptions | undefined {
-    const bucket = this.byHash.get(this.bpf.contentHash(record));
+    const bucket = this.kept.get(this.bpf.contentHash(record));
     if (bucket)
       for (const earlier of bucket)
         if (
@@ -117,13 +119,7 @@ class SettledAlike {
   }
 
   remember(specs: readonly OptionSpec[], facts: unknown, record: number, options: SocketOptions): void {
-    if (this.remembered >= MAX_REMEMBERED_SETTLEMENTS) return;
-    const hash = this.bpf.contentHash(record);
-    const entry = { specs, facts, record, options };
-    const bucket = this.byHash.get(hash);
-    if (bucket) bucket.push(entry);
-    else this.byHash.set(hash, [entry]);
-    this.remembered++;
+    this.kept.add(this.bpf.contentHash(record), { specs, facts, record, options });
   }
 }
 
