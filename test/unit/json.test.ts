@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SocketRecord } from '../../src/model.js';
 import { renderJson, stringifyJson, toJsonSocket } from '../../src/render/json.js';
+import { socketRecord } from '../helpers/records.js';
 
 describe('stringifyJson', () => {
   it('escapes C0 and C1 control characters, and round-trips', () => {
@@ -26,25 +27,16 @@ describe('stringifyJson', () => {
 });
 
 describe('renderJson', () => {
-  const socket = (over: Partial<SocketRecord>): SocketRecord => ({
-    protocol: 'tcp',
-    family: 4,
-    state: 'ESTABLISHED',
-    local: { address: '127.0.0.1', port: 5000 },
-    remote: { address: '127.0.0.1', port: 40000 },
-    recvQ: 0,
-    sendQ: 0,
-    inode: 7,
-    cookie: '9',
-    uid: 0,
-    minisocket: false,
-    diag: '',
-    tcpInfo: null,
-    memInfo: null,
-    processes: [{ pid: 1, fd: 3, command: 'srv\u009b' }],
-    options: null,
-    ...over,
-  });
+  const socket = (over: Partial<SocketRecord>): SocketRecord =>
+    socketRecord({
+      local: { address: '127.0.0.1', port: 5000 },
+      remote: { address: '127.0.0.1', port: 40000 },
+      inode: 7,
+      cookie: '9',
+      processes: [{ pid: 1, fd: 3, command: 'srv\u009b' }],
+      options: null,
+      ...over,
+    });
 
   it("writes each socket as stringifyJson(toJsonSocket(socket)), a shared options object's part once", () => {
     const shared = Object.freeze({ SO_KEEPALIVE: 1, TCP_CONGESTION: 'cubic\u007f', SO_LINGER: null });
