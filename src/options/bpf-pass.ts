@@ -112,14 +112,12 @@ export class BpfPass {
     return this.records.find(socket.cookie);
   }
 
-  /** A hash of the record's values (not its cookie); see TcpOptionRecords.contentHash. */
-  contentHash(record: number): number {
-    return this.records.contentHash(record);
-  }
-
-  /** Whether two records hold the same values, so that the pass settles the same for both. */
-  sameContent(a: number, b: number): boolean {
-    return this.records.sameContent(a, b);
+  /**
+   * What the record's values are, as a number (TcpOptionRecords.contentClass): records
+   * with the same one hold the same values, so that the pass settles the same for both.
+   */
+  contentClass(record: number): number {
+    return this.records.contentClass(record);
   }
 
   /** The value the pass settles for `spec` in `record`, or undefined: getsockopt reads it. */

@@ -13,7 +13,6 @@
  * check (a route's metric) is bpf_probe_read_kernel into the program's own stack.
  */
 
-import { HASH_START, mixHash } from '../hash-buckets.js';
 import { hostIsLittleEndian } from '../netlink/byte-reader.js';
 import {
   Assembler,
@@ -25,10 +24,11 @@ import {
 } from '../sys/bpf.js';
 import { type Btf, BtfKind, type FieldPlace } from '../sys/btf.js';
 import { ProtocolError } from '../sys/errors.js';
-import { IteratorThread, iteratorThreadsUsable } from '../sys/iterator-thread.js';
+import { IteratorThread, iteratorThreadsUsable, type ThreadRead } from '../sys/iterator-thread.js';
 import { readToEnd } from '../sys/read-to-end.js';
 import { BPF_READABLE_TCP_OPTIONS, OPTION_CATALOGUE, type OptionSpec } from './catalogue.js';
 import { IdIndex } from './id-index.js';
+import { indexRecords, type RecordIndexArrays } from './record-index.js';
 
 /** The paths from struct tcp_sock to its struct inet_sock and struct sock. */
 const INET = ['inet_conn', 'icsk_inet'] as const;
@@ -407,26 +407,18 @@ export class TcpOptionRecords {
   private readonly view: DataView;
   /** Record offset by cookie. */
   private readonly index: IdIndex;
+  /** By record number: the first record with the same values (RecordIndexArrays.classes). */
+  private readonly classes: Int32Array;
 
-  /** The records as 32-bit words (records are whole multiples of 8 bytes). */
-  private readonly words: Int32Array;
-
+  /** `index`: the records' index where the reader thread made it; else it is made here. */
   constructor(
     private readonly layout: Layout,
     bytes: Uint8Array,
+    index: RecordIndexArrays = indexRecords(bytes, layout.size),
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
-    this.words = new Int32Array(aligned.buffer, aligned.byteOffset, bytes.byteLength >>> 2);
-    this.index = new IdIndex(Math.floor(bytes.byteLength / layout.size));
-    const [low, high] = hostIsLittleEndian ? [0, 4] : [4, 0];
-    for (let at = 0; at + layout.size <= bytes.byteLength; at += layout.size) {
-      const cookie =
-        this.view.getUint32(at + high, hostIsLittleEndian) * 2 ** 32 +
-        this.view.getUint32(at + low, hostIsLittleEndian);
-      // Past 2^53 (never reached in practice) the socket is left to getsockopt.
-      if (cookie > 0 && Number.isSafeInteger(cookie)) this.index.set(cookie, at);
-    }
+    this.index = new IdIndex(index.cookies);
+    this.classes = index.classes;
   }
 
   get size(): number {
@@ -434,25 +426,11 @@ export class TcpOptionRecords {
   }
 
   /**
-   * A hash of everything in a record but its cookie: records of sockets whose values
-   * are all the same hash alike (sameContent tells them apart from a collision).
+   * What the record's values are, apart from its cookie, as a number: two records have
+   * the same one exactly when they hold the same values.
    */
-  contentHash(record: number): number {
-    const words = this.words;
-    let hash = HASH_START;
-    for (let i = (record >>> 2) + 2, end = (record + this.layout.size) >>> 2; i < end; i++)
-      hash = mixHash(hash, words[i] as number);
-    return hash;
-  }
-
-  /** Whether two records hold the same values: the same words after their cookies. */
-  sameContent(a: number, b: number): boolean {
-    const words = this.words;
-    const first = a >>> 2;
-    const other = b >>> 2;
-    for (let i = 2, count = this.layout.size >>> 2; i < count; i++)
-      if (words[first + i] !== words[other + i]) return false;
-    return true;
+  contentClass(record: number): number {
+    return this.classes[record / this.layout.size] as number;
   }
 
   /** The record of the socket with `cookie` (decimal, as sock_diag's), or -1 when the pass did not see it. */
@@ -609,13 +587,15 @@ export class PendingTcpPass {
 
   /** Waits for the thread's records, or reads them now; the program is unloaded whatever the outcome. */
   finish(): TcpOptionRecords {
-    let bytes: Uint8Array;
+    let read: ThreadRead;
     try {
-      bytes = this.thread ? this.thread.wait(THREAD_PATIENCE_MS) : readToEnd(this.run.fd, this.expectedBytes);
+      read = this.thread
+        ? this.thread.wait(THREAD_PATIENCE_MS)
+        : { bytes: readToEnd(this.run.fd, this.expectedBytes) };
     } finally {
       this.run.close();
     }
-    return new TcpOptionRecords(this.layout, bytes);
+    return new TcpOptionRecords(this.layout, read.bytes, read.index);
   }
 }
 
@@ -631,7 +611,7 @@ export function startTcpProgram(prepared: PreparedTcpProgram, expectedSockets: n
   let thread: IteratorThread | undefined;
   if (iteratorThreadsUsable()) {
     try {
-      thread = IteratorThread.start(run.fd, bytes);
+      thread = IteratorThread.start(run.fd, bytes, prepared.layout.size);
     } catch {
       thread = undefined; // read in finish(), as without a second CPU
     }

@@ -7,19 +7,43 @@
  * The ids are safe integers from 1 up (the kernel's sk_cookie counts from 1, and a socket
  * inode is never 0), so 0 marks an empty slot.
  */
+/** An index's contents, as moved between threads (options/record-index.ts). */
+export interface IdIndexArrays {
+  /** The ids by slot, 0 where empty; a power of two of slots. */
+  keys: Float64Array;
+  values: Int32Array;
+  count: number;
+}
+
 export class IdIndex {
   private readonly keys: Float64Array;
   private readonly values: Int32Array;
   private readonly mask: number;
-  private count = 0;
+  private count: number;
 
-  /** Room for `capacity` ids, the table kept at most half full. */
-  constructor(capacity: number) {
-    let slots = 16;
-    while (slots < capacity * 2) slots *= 2;
-    this.keys = new Float64Array(slots);
-    this.values = new Int32Array(slots);
-    this.mask = slots - 1;
+  /** Room for `capacity` ids, the table kept at most half full; or the contents of one made elsewhere. */
+  constructor(capacity: number | IdIndexArrays) {
+    if (typeof capacity === 'number') {
+      let slots = 16;
+      while (slots < capacity * 2) slots *= 2;
+      this.keys = new Float64Array(slots);
+      this.values = new Int32Array(slots);
+      this.count = 0;
+    } else {
+      const { keys, values, count } = capacity;
+      const slots = keys.length;
+      if (slots < 16 || (slots & (slots - 1)) !== 0 || values.length !== slots || !(count * 2 <= slots))
+        throw new RangeError('not the arrays of an IdIndex');
+      this.keys = keys;
+      this.values = values;
+      this.count = count;
+    }
+    this.mask = this.keys.length - 1;
+  }
+
+  /** The contents, for another thread to make the same index of (they are not copied). */
+  arrays(): IdIndexArrays {
+    return { keys: this.keys, values: this.values, count: this.count };
   }
 
   get size(): number {

@@ -91,35 +91,30 @@ const MAX_REMEMBERED_SETTLEMENTS = 4096;
 /**
  * Options objects of sockets the dump and the BPF pass settled entirely, by what settled
  * them: the spec list, the dump's facts object (shared by sockets whose facts are all
- * the same) and the pass's record without its cookie. A socket with all three the same
- * as an earlier one's has the same options — they are worked out of nothing else — and
- * takes that object without its dozens of values being worked out again.
+ * the same) and the values of the pass's record (its content class: the same for
+ * records that differ only in their cookies). A socket with all three the same as an
+ * earlier one's has the same options — they are worked out of nothing else — and takes
+ * that object without its dozens of values being worked out again.
  */
 class SettledAlike {
   private readonly kept = new HashBuckets<{
     specs: readonly OptionSpec[];
     facts: unknown;
-    record: number;
     options: SocketOptions;
   }>(MAX_REMEMBERED_SETTLEMENTS, 'stop');
 
   constructor(private readonly bpf: BpfPass) {}
 
   find(specs: readonly OptionSpec[], facts: unknown, record: number): SocketOptions | undefined {
-    const bucket = this.kept.get(this.bpf.contentHash(record));
+    const bucket = this.kept.get(this.bpf.contentClass(record));
     if (bucket)
       for (const earlier of bucket)
-        if (
-          earlier.specs === specs &&
-          earlier.facts === facts &&
-          this.bpf.sameContent(earlier.record, record)
-        )
-          return earlier.options;
+        if (earlier.specs === specs && earlier.facts === facts) return earlier.options;
     return undefined;
   }
 
   remember(specs: readonly OptionSpec[], facts: unknown, record: number, options: SocketOptions): void {
-    this.kept.add(this.bpf.contentHash(record), { specs, facts, record, options });
+    this.kept.add(this.bpf.contentClass(record), { specs, facts, options });
   }
 }
 

@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { MessagePort, Worker } from 'node:worker_threads';
+import type { RecordIndexArrays } from '../options/record-index.js';
 import { builtFile } from './built-file.js';
 import * as libc from './libc.js';
 
@@ -24,6 +25,12 @@ export interface ReaderJob {
   /** The thread's own fd of the iterator, which it closes. */
   fd: number;
   expectedBytes: number;
+  /**
+   * Where the stream is fixed-size records led by a socket cookie (the options pass),
+   * their size: the thread also indexes them (options/record-index.ts), in the time the
+   * main thread would otherwise have to do it in.
+   */
+  recordSize?: number;
   /** [0] turns 1 once the reply is on `port` (or the thread could not even load). */
   done: Int32Array;
   port: MessagePort;
@@ -31,8 +38,14 @@ export interface ReaderJob {
   entry: string;
 }
 
-/** What the thread answers: the bytes (moved, not copied), or why it could not read. */
-export type ReaderReply = { bytes: Uint8Array } | { error: string; code?: string };
+/** What the thread read: the bytes, and their index where it was asked to make one (all moved, not copied). */
+export interface ThreadRead {
+  bytes: Uint8Array;
+  index?: RecordIndexArrays;
+}
+
+/** What the thread answers: what it read, or why it could not read. */
+export type ReaderReply = ThreadRead | { error: string; code?: string };
 
 /**
  * Loads the reader's module; should that fail (a dist/ half replaced), still closes the
@@ -68,8 +81,11 @@ export class IteratorThread {
     private readonly port: MessagePort,
   ) {}
 
-  /** Starts reading `fd` to its end on a thread (see iteratorThreadsUsable first). */
-  static start(fd: number, expectedBytes: number): IteratorThread {
+  /**
+   * Starts reading `fd` to its end on a thread (see iteratorThreadsUsable first), and
+   * indexing it as records of `recordSize` bytes where that is given.
+   */
+  static start(fd: number, expectedBytes: number, recordSize?: number): IteratorThread {
     const { MessageChannel, Worker } = workerThreads();
     const done = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
@@ -77,6 +93,7 @@ export class IteratorThread {
     const job: ReaderJob = {
       fd: own,
       expectedBytes,
+      ...(recordSize === undefined ? {} : { recordSize }),
       done,
       port: port2,
       entry: pathToFileURL(builtFile('sys/iterator-reader-main.js')).href,
@@ -112,7 +129,7 @@ export class IteratorThread {
    * What the thread read, waiting for it at most `timeoutMs`; throws with the thread's
    * reason, or when it did not finish in time (then later iterators are read without one).
    */
-  wait(timeoutMs: number): Uint8Array {
+  wait(timeoutMs: number): ThreadRead {
     const outcome = Atomics.wait(this.done, 0, 0, timeoutMs);
     const received = workerThreads().receiveMessageOnPort(this.port);
     this.port.close();
@@ -130,6 +147,6 @@ export class IteratorThread {
       if (reply.code === undefined) threadsFailed = true;
       throw Object.assign(new Error(reply.error), { code: reply.code });
     }
-    return reply.bytes;
+    return reply;
   }
 }

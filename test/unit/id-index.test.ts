@@ -38,6 +38,22 @@ describe('IdIndex', () => {
     expect(index.get(4096)).toBe(-1);
   });
 
+  it('is made again from its arrays, as the reader thread hands them over', () => {
+    const index = new IdIndex(100);
+    for (let i = 1; i <= 100; i++) index.set(i * 2 ** 32 + i, i);
+    const again = new IdIndex(index.arrays());
+    expect(again.size).toBe(100);
+    for (let i = 1; i <= 100; i++) expect(again.get(i * 2 ** 32 + i)).toBe(i);
+    expect(again.get(7)).toBe(-1);
+    // Arrays that cannot be an index's: not a power of two, unequal, or fuller than half.
+    const { keys, values } = index.arrays();
+    expect(() => new IdIndex({ keys: keys.subarray(1), values: values.subarray(1), count: 1 })).toThrow(
+      RangeError,
+    );
+    expect(() => new IdIndex({ keys, values: values.subarray(0, 16), count: 1 })).toThrow(RangeError);
+    expect(() => new IdIndex({ keys, values, count: keys.length })).toThrow(RangeError);
+  });
+
   it('refuses what is not a cookie, and more cookies than it was made for', () => {
     const index = new IdIndex(2);
     expect(() => index.set(0, 1)).toThrow(RangeError);

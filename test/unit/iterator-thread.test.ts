@@ -7,6 +7,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { indexRecords } from '../../src/options/record-index.js';
 import { IteratorThread } from '../../src/sys/iterator-thread.js';
 import { readToEnd } from '../../src/sys/read-to-end.js';
 
@@ -37,10 +38,11 @@ describe('reading to the end', () => {
     const thread = IteratorThread.start(fd, 1000);
     const read = thread.wait(20_000);
     closeSync(fd);
-    expect(Buffer.from(read).equals(Buffer.from(bytes))).toBe(true);
+    expect(Buffer.from(read.bytes).equals(Buffer.from(bytes))).toBe(true);
+    expect(read.index).toBeUndefined(); // not asked for
     // An empty stream is an empty result, not a failure.
     const empty = fileOf(new Uint8Array(0));
-    expect(IteratorThread.start(empty, 10).wait(20_000).byteLength).toBe(0);
+    expect(IteratorThread.start(empty, 10).wait(20_000).bytes.byteLength).toBe(0);
     closeSync(empty);
   });
 
@@ -48,7 +50,27 @@ describe('reading to the end', () => {
     const fd = fileOf(bytes);
     const thread = IteratorThread.start(fd, 1000);
     closeSync(fd);
-    expect(Buffer.from(thread.wait(20_000)).equals(Buffer.from(bytes))).toBe(true);
+    expect(Buffer.from(thread.wait(20_000).bytes).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('on the thread: records indexed there as they would be here', () => {
+    // 70,000 bytes: 1,093 whole 64-byte records and a partial one, which is left out.
+    const fd = fileOf(bytes);
+    const read = IteratorThread.start(fd, 1000, 64).wait(20_000);
+    closeSync(fd);
+    expect(Buffer.from(read.bytes).equals(Buffer.from(bytes))).toBe(true);
+    const here = indexRecords(bytes, 64);
+    expect(read.index?.classes).toEqual(here.classes);
+    expect(read.index?.cookies.count).toBe(here.cookies.count);
+    expect(read.index?.cookies.keys).toEqual(here.cookies.keys);
+    expect(read.index?.cookies.values).toEqual(here.cookies.values);
+  });
+
+  it('on the thread: records it cannot index are an error, not a wait', () => {
+    const fd = fileOf(bytes);
+    const thread = IteratorThread.start(fd, 1000, 12);
+    closeSync(fd);
+    expect(() => thread.wait(20_000)).toThrow(/not a record size: 12/);
   });
 
   it('on the thread: a read that fails is an error with its code', () => {

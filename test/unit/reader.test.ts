@@ -636,8 +636,7 @@ describe('OptionReader with the BPF pass', () => {
               }
             : null,
         ),
-      contentHash: () => 7,
-      sameContent: () => true,
+      contentClass: () => 7,
     } as unknown as BpfPass;
   }
   const seen = () => ({ ...socketRecord(500, [owner(10, 3)]), cookie: '500000' });

@@ -1,0 +1,82 @@
+/**
+ * The index of a BPF pass's records (bpf-tcp.ts): which record has which socket cookie,
+ * and which records hold the same values. Made on the iterator reader thread, which has
+ * read the records while the main thread dumped sock_diag and would otherwise wait, and
+ * moved to the main thread with them; made here, by the same code, where there is no
+ * thread. Only typed arrays: nothing to copy between threads, nothing for the collector.
+ *
+ * A record is `size` bytes (a multiple of 8) that start with the socket's cookie, a
+ * host-order u64; every record is whole multiples of 4-byte words.
+ */
+import { HASH_START, mixHash } from '../hash-buckets.js';
+import { hostIsLittleEndian } from '../netlink/byte-reader.js';
+import { IdIndex, type IdIndexArrays } from './id-index.js';
+
+export interface RecordIndexArrays {
+  /** Record offset (in bytes) by cookie. */
+  cookies: IdIndexArrays;
+  /**
+   * By record number (offset / size): the number of the first record whose bytes after
+   * the cookie are all the same as this one's. Records of sockets whose options are all
+   * alike share one, so that their options are worked out once.
+   */
+  classes: Int32Array;
+}
+
+/** Where a host-order u64's low and high 32-bit words are. */
+const LOW_WORD = hostIsLittleEndian ? 0 : 1;
+const HIGH_WORD = 1 - LOW_WORD;
+/** Cookies from 2^53 on (never reached in practice) are not safe integers: those sockets are left to getsockopt. */
+const SAFE_HIGH_WORDS = 2 ** 21;
+
+/** The records' 32-bit words: `bytes` itself where it starts on a multiple of 4, else a copy that does. */
+export function recordWords(bytes: Uint8Array): Int32Array {
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
+  return new Int32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 2);
+}
+
+/** Indexes the whole records of `size` bytes in `bytes`; a partial one at the end is ignored. */
+export function indexRecords(bytes: Uint8Array, size: number): RecordIndexArrays {
+  if (!(size >= 8 && size % 8 === 0)) throw new RangeError(`not a record size: ${size}`);
+  const words = recordWords(bytes);
+  const count = Math.floor(bytes.byteLength / size);
+  const step = size >>> 2;
+  const cookies = new IdIndex(count);
+  const classes = new Int32Array(count);
+  // Open addressing over record numbers (+1, 0 = empty) by a hash of the values, with
+  // the hashes beside them so that only an equal hash costs a comparison of the values.
+  let slots = 16;
+  while (slots < count * 2) slots *= 2;
+  const mask = slots - 1;
+  const firstOf = new Int32Array(slots);
+  const hashOf = new Int32Array(slots);
+  for (let n = 0, w = 0; n < count; n++, w += step) {
+    const high = words[w + HIGH_WORD] as number;
+    const cookie = (high >>> 0) * 4294967296 + ((words[w + LOW_WORD] as number) >>> 0);
+    if (cookie > 0 && high >>> 0 < SAFE_HIGH_WORDS) cookies.set(cookie, n * size);
+    let hash = HASH_START;
+    for (let i = w + 2, end = w + step; i < end; i++) hash = mixHash(hash, words[i] as number);
+    let slot = Math.imul(hash, 0x9e3779b1) & mask;
+    for (;;) {
+      const first = (firstOf[slot] as number) - 1;
+      if (first < 0) {
+        firstOf[slot] = n + 1;
+        hashOf[slot] = hash;
+        classes[n] = n;
+        break;
+      }
+      if (hashOf[slot] === hash && sameValues(words, first * step, w, step)) {
+        classes[n] = first;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+  return { cookies: cookies.arrays(), classes };
+}
+
+/** Whether the records at words `a` and `b` (each `step` words) agree after their cookies. */
+function sameValues(words: Int32Array, a: number, b: number, step: number): boolean {
+  for (let i = 2; i < step; i++) if (words[a + i] !== words[b + i]) return false;
+  return true;
+}
