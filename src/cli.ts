@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { type CliRequest, parseCliArguments } from './args.js';
 import { HELP } from './help.js';
-import { type ChunkSink, writeInChunks } from './render/chunks.js';
+import { type ChunkSink, writeChunks, writeInChunks } from './render/chunks.js';
 import { escapeControlCharacters, shouldUseColour } from './render/text.js';
 import { UsageError } from './sys/errors.js';
 
@@ -127,14 +127,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     await watch(request, output, request.watch);
     return;
   }
-  const { renderJsonDocument, renderTextDocument, takeSnapshot } = await loadView();
+  const { writeJsonDocument, renderTextDocument, takeSnapshot } = await loadView();
   const snapshot = takeSnapshot(request);
-  await writeInChunks(
-    request.json
-      ? renderJsonDocument(request, snapshot)
-      : renderTextDocument(request, snapshot, shouldUseColour(process.stdout)),
-    output,
-  );
+  if (request.json) await writeChunks((chunk) => writeJsonDocument(request, snapshot, chunk), output);
+  else await writeInChunks(renderTextDocument(request, snapshot, shouldUseColour(process.stdout)), output);
   for (const warning of snapshot.warnings) warn(warning);
 }
 

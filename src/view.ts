@@ -10,7 +10,8 @@ import type { SocketRecord, TableName } from './model.js';
 import { tableOf } from './model.js';
 import { optionsNeeded } from './options/display.js';
 import { type KeepaliveDefaults, readKeepaliveDefaults } from './procfs/sysctl.js';
-import { renderJson, stringifyJson, toJsonSocket } from './render/json.js';
+import type { ChunkBytes } from './render/chunks.js';
+import { stringifyJson, toJsonSocket, writeJsonSockets } from './render/json.js';
 import { renderSummaryJson, renderSummaryText, summarize } from './render/summary.js';
 import { renderTableLines } from './render/text.js';
 
@@ -84,11 +85,15 @@ export function renderText(request: CliRequest, snapshot: Snapshot, colour: bool
   return [...renderTextDocument(request, snapshot, colour)].join('');
 }
 
-/** The snapshot as --json prints it: an array of sockets, or the summary object. */
-export function* renderJsonDocument(request: CliRequest, snapshot: Snapshot): Generator<string> {
+/** The snapshot as --json prints it, written into chunks (see writeChunks): an array of sockets, or the summary object. */
+export function* writeJsonDocument(
+  request: CliRequest,
+  snapshot: Snapshot,
+  chunk: ChunkBytes,
+): Generator<void> {
   if (request.summary)
-    yield renderSummaryJson(summarize(snapshot.sockets, request.tables, snapshot.keepalive));
-  else yield* renderJson(snapshot.sockets);
+    chunk.text(renderSummaryJson(summarize(snapshot.sockets, request.tables, snapshot.keepalive)));
+  else yield* writeJsonSockets(snapshot.sockets, chunk);
 }
 
 /** One NDJSON line of watch mode: the time and the sockets (or the summary). */

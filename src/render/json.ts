@@ -1,5 +1,6 @@
 /** `--json`: one array, one object per socket, in the order of the text tables (DESIGN.md). */
-import type { SocketOptions, SocketRecord } from '../model.js';
+import type { SocketOwner, SocketRecord } from '../model.js';
+import { ChunkBytes } from './chunks.js';
 
 export interface JsonSocket {
   protocol: SocketRecord['protocol'];
@@ -58,46 +59,153 @@ export function stringifyJson(value: unknown): string {
 }
 
 /**
- * Past this many options objects, a new one's JSON is no longer kept: sockets share an
- * object where all their options are the same (options/options-table.ts), and each
- * shared one is written once; a host whose sockets all differ keeps no copy of them.
+ * Past this many, a recurring value's JSON (an options object, an address, a command) is
+ * no longer kept: sockets share an options object where all their options are the same
+ * (options/options-table.ts) and each shared one is encoded once; a host whose sockets
+ * all differ keeps no copy of them.
  */
-const MAX_KEPT_OPTIONS_JSON = 4096;
+const MAX_KEPT = 4096;
 
-/**
- * One socket's JSON: exactly stringifyJson(toJsonSocket(socket)), with the options
- * object's part written once per object (`written`) rather than once per socket that
- * shares it.
- */
-function socketJson(socket: SocketRecord, written: Map<SocketOptions, string>): string {
-  const whole = toJsonSocket(socket);
-  // A record made by hand may lack `options`: JSON.stringify leaves such a key out.
-  if (whole.options === undefined) return stringifyJson(whole);
-  const { options, optionsError, ...rest } = whole;
-  const head = stringifyJson(rest);
-  let optionsJson = 'null';
-  if (options !== null) {
-    const kept = written.get(options);
-    if (kept !== undefined) optionsJson = kept;
-    else {
-      optionsJson = stringifyJson(options);
-      if (written.size < MAX_KEPT_OPTIONS_JSON) written.set(options, optionsJson);
+/** The UTF-8 of JSON texts that recur in a listing, each made once (up to MAX_KEPT of a kind). */
+class KeptJson {
+  private readonly kept = new Map<unknown, Uint8Array>();
+
+  constructor(private readonly make: (value: never) => string) {}
+
+  /** `value`'s bytes: made by `make`, kept where there is room. */
+  of(value: unknown): Uint8Array {
+    let bytes = this.kept.get(value);
+    if (bytes === undefined) {
+      bytes = Buffer.from(this.make(value as never), 'utf8');
+      if (this.kept.size < MAX_KEPT) this.kept.set(value, bytes);
     }
+    return bytes;
   }
-  const error = optionsError === undefined ? '' : `,"optionsError":${stringifyJson(optionsError)}`;
-  return `${head.slice(0, -1)},"options":${optionsJson}${error}}`;
 }
 
-/** The JSON array, one socket per line so that large outputs stream and diff well. */
-export function* renderJson(sockets: readonly SocketRecord[]): Generator<string> {
+const ascii = (text: string): Uint8Array => Buffer.from(text, 'latin1');
+/** A JSON value as stringifyJson writes it; undefined as null. */
+const jsonOf = (value: unknown): string => (value === undefined ? 'null' : stringifyJson(value));
+
+const OPEN = ascii('[');
+const NEXT = ascii(',');
+const PORT = ascii(',"port":');
+const REMOTE = ascii('},"remote":{"address":');
+const RECV_Q = ascii('},"recvQ":');
+const SEND_Q = ascii(',"sendQ":');
+const INODE = ascii(',"inode":');
+const UID = ascii(',"uid":');
+const DIAG = ascii(',"diag":');
+const PROCESSES = ascii(',"processes":[');
+const FIRST_PID = ascii('{"pid":');
+const NEXT_PID = ascii(',{"pid":');
+const FD = ascii(',"fd":');
+const COMMAND = ascii(',"command":');
+const OPTIONS = ascii('],"options":');
+const NO_OPTIONS_KEY = ascii(']');
+const OPTIONS_ERROR = ascii(',"optionsError":');
+const END_OWNER = ascii('}');
+const END_SOCKET = ascii('}\n');
+const END = ascii(']\n');
+const EMPTY = ascii('[]\n');
+
+/** Each socket's opening, up to its local address: by protocol, family and state, a few of each. */
+class Openings {
+  private readonly byProtocol = new Map<unknown, Map<unknown, KeptJson>>();
+
+  of(socket: SocketRecord): Uint8Array {
+    const { protocol, family } = socket;
+    let byFamily = this.byProtocol.get(protocol);
+    if (byFamily === undefined) {
+      byFamily = new Map();
+      this.byProtocol.set(protocol, byFamily);
+    }
+    let byState = byFamily.get(family);
+    if (byState === undefined) {
+      byState = new KeptJson(
+        (state: unknown) =>
+          `{"protocol":${jsonOf(protocol)},"family":${jsonOf(family)},"state":${jsonOf(state)},"local":{"address":`,
+      );
+      byFamily.set(family, byState);
+    }
+    return byState.of(socket.state);
+  }
+}
+
+/**
+ * The JSON array, one socket per line, written into `chunk` (yielding whenever it is
+ * full: see writeChunks). Each socket's line is exactly stringifyJson(toJsonSocket(socket))
+ * for a record as collected — its endpoints and owners written field by field, in the
+ * schema's order — but made of pieces encoded once per listing: the keys, each
+ * socket's opening up to its address (by protocol, family and state), addresses,
+ * commands, Diag, and each shared options object. Only the numbers are written per
+ * socket, as digits: no string is made per socket.
+ */
+export function* writeJsonSockets(sockets: readonly SocketRecord[], chunk: ChunkBytes): Generator<void> {
   if (sockets.length === 0) {
-    yield '[]\n';
+    chunk.bytes(EMPTY);
     return;
   }
-  const written = new Map<SocketOptions, string>();
+  const openings = new Openings();
+  const strings = new KeptJson(jsonOf);
+  const optionsJson = new KeptJson(jsonOf);
   for (let i = 0; i < sockets.length; i++) {
     const socket = sockets[i] as SocketRecord;
-    yield `${i === 0 ? '[' : ','}${socketJson(socket, written)}\n`;
+    chunk.bytes(i === 0 ? OPEN : NEXT);
+    chunk.bytes(openings.of(socket));
+    const { local, remote, processes, options } = socket;
+    chunk.bytes(strings.of(local.address));
+    chunk.bytes(PORT);
+    chunk.decimal(local.port);
+    chunk.bytes(REMOTE);
+    chunk.bytes(strings.of(remote.address));
+    chunk.bytes(PORT);
+    chunk.decimal(remote.port);
+    chunk.bytes(RECV_Q);
+    chunk.decimal(socket.recvQ);
+    chunk.bytes(SEND_Q);
+    chunk.decimal(socket.sendQ);
+    chunk.bytes(INODE);
+    chunk.decimal(socket.inode);
+    chunk.bytes(UID);
+    chunk.decimal(socket.uid);
+    chunk.bytes(DIAG);
+    chunk.bytes(strings.of(socket.diag));
+    chunk.bytes(PROCESSES);
+    for (let k = 0; k < processes.length; k++) {
+      const owner = processes[k] as SocketOwner;
+      chunk.bytes(k === 0 ? FIRST_PID : NEXT_PID);
+      chunk.decimal(owner.pid);
+      chunk.bytes(FD);
+      chunk.decimal(owner.fd);
+      chunk.bytes(COMMAND);
+      chunk.bytes(strings.of(owner.command));
+      chunk.bytes(END_OWNER);
+    }
+    // A record made by hand may lack `options`: JSON.stringify leaves such a key out.
+    if (options === undefined) chunk.bytes(NO_OPTIONS_KEY);
+    else {
+      chunk.bytes(OPTIONS);
+      chunk.bytes(optionsJson.of(options));
+    }
+    if (socket.optionsError !== undefined) {
+      chunk.bytes(OPTIONS_ERROR);
+      chunk.text(stringifyJson(socket.optionsError));
+    }
+    chunk.bytes(END_SOCKET);
+    if (chunk.full) yield;
   }
-  yield ']\n';
+  chunk.bytes(END);
+}
+
+/**
+ * The JSON array (writeJsonSockets) as text, in pieces of about a chunk, each ending
+ * where a socket's line does: for a library caller that wants strings.
+ */
+export function* renderJson(sockets: readonly SocketRecord[]): Generator<string> {
+  const chunk = new ChunkBytes();
+  const text = (bytes: Uint8Array) =>
+    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  for (const _ of writeJsonSockets(sockets, chunk)) yield text(chunk.take());
+  if (chunk.length > 0) yield text(chunk.take());
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SocketRecord } from '../../src/model.js';
-import { renderJson, stringifyJson, toJsonSocket } from '../../src/render/json.js';
+import { ChunkBytes } from '../../src/render/chunks.js';
+import { renderJson, stringifyJson, toJsonSocket, writeJsonSockets } from '../../src/render/json.js';
 import { socketRecord } from '../helpers/records.js';
 
 describe('stringifyJson', () => {
@@ -54,6 +55,68 @@ describe('renderJson', () => {
       '',
     ]);
     expect(lines[0]).toContain('"TCP_CONGESTION":"cubic\\u007f"');
+  });
+
+  it('writes sockets of every kind, owners and text exactly as stringifyJson(toJsonSocket(socket))', () => {
+    const sockets = [
+      socket({ protocol: 'udp', family: 6, state: 'UNCONN', diag: '', local: { address: '::', port: 53 } }),
+      socket({ state: 'LISTEN', diag: '', processes: [] }),
+      socket({ diag: '>|<', sendQ: 4_294_967_295, recvQ: 65_536, uid: 1000, inode: 2 ** 40 }),
+      socket({
+        state: 'TIME_WAIT',
+        diag: null,
+        processes: [],
+        options: null,
+        optionsError: 'TIME_WAIT\u2028',
+      }),
+      socket({
+        processes: [
+          { pid: 1, fd: 3, command: 'a"b\\c\n' },
+          { pid: 2_000_000, fd: 0, command: 'dæmon ✓ 🙂\u0085' },
+        ],
+        options: { SO_LINGER: null, TCP_CONGESTION: 'bbr', TCP_KEEPIDLE: 7200, SO_TXTIME: '0/0' },
+      }),
+      socket({
+        local: { address: 'fe80::1%eth0', port: 0 },
+        remote: { address: '::ffff:10.0.0.1', port: 65_535 },
+      }),
+    ];
+    const text = [...renderJson(sockets)].join('');
+    expect(text.split('\n')).toEqual([
+      ...sockets.map((s, i) => `${i === 0 ? '[' : ','}${stringifyJson(toJsonSocket(s))}`),
+      ']',
+      '',
+    ]);
+    expect(JSON.parse(text)).toEqual(sockets.map((s) => JSON.parse(stringifyJson(toJsonSocket(s)))));
+  });
+
+  it('writes the same past the number of texts it keeps (more distinct addresses and options than that)', () => {
+    const sockets = Array.from({ length: 5000 }, (_, i) =>
+      socket({
+        remote: { address: `10.0.${i >> 8}.${i & 255}`, port: i },
+        options: { SO_RCVBUF: i },
+        processes: [{ pid: i + 1, fd: 3, command: `c${i}` }],
+      }),
+    );
+    const lines = [...renderJson(sockets)].join('').split('\n');
+    expect(lines.length).toBe(5002);
+    sockets.forEach((s, i) => {
+      expect(lines[i]).toBe(`${i === 0 ? '[' : ','}${stringifyJson(toJsonSocket(s))}`);
+    });
+  });
+
+  it('yields whenever its chunk is full, each chunk ending with a socket', () => {
+    const sockets = Array.from({ length: 50 }, (_, i) => socket({ inode: i + 1 }));
+    const chunk = new ChunkBytes(1000);
+    const chunks: string[] = [];
+    for (const _ of writeJsonSockets(sockets, chunk)) {
+      expect(chunk.full).toBe(true);
+      chunks.push(Buffer.from(chunk.take()).toString());
+    }
+    chunks.push(Buffer.from(chunk.take()).toString());
+    expect(chunks.length).toBeGreaterThan(3);
+    for (const piece of chunks) expect(piece.endsWith('\n')).toBe(true);
+    expect(chunks.join('')).toBe([...renderJson(sockets)].join(''));
   });
 
   it('writes a record made by hand without options as JSON.stringify would, leaving the key out', () => {
