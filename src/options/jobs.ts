@@ -121,6 +121,43 @@ export function allocateJobs(rows: number, owners: number): ReadJobs {
   };
 }
 
+/** Rows and owners a job list starts with room for; it doubles as rows are added (reserveRow). */
+export const FIRST_JOB_ROOM = 256;
+
+/**
+ * Room in `jobs` for one more row with `owners` owners, its arrays doubled where they are
+ * full. Jobs grow as rows are added rather than being made for every socket: where the
+ * BPF pass settles nearly every socket there are few rows, and room for all of them would
+ * be fresh memory (1.5 MB at 36k sockets), costly to touch on the VM of bench/RESULTS.md.
+ */
+export function reserveRow(jobs: ReadJobs, owners: number): void {
+  const rows = jobs.key.length;
+  if (jobs.count + 1 > rows) {
+    const room = Math.max(2 * rows, FIRST_JOB_ROOM);
+    jobs.key = grown(jobs.key, new Uint8Array(room));
+    jobs.inode = grown(jobs.inode, new Float64Array(room));
+    jobs.cookie = grown(jobs.cookie, new BigUint64Array(room));
+    jobs.hasCookie = grown(jobs.hasCookie, new Uint8Array(room));
+    jobs.known = grown(jobs.known, new Uint32Array(room * 2));
+    jobs.ownerStart = grown(jobs.ownerStart, new Int32Array(room + 1));
+  }
+  const needed = (jobs.ownerStart[jobs.count] as number) + owners;
+  if (needed > jobs.ownerPid.length) {
+    const room = Math.max(2 * jobs.ownerPid.length, needed, FIRST_JOB_ROOM);
+    jobs.ownerPid = grown(jobs.ownerPid, new Int32Array(room));
+    jobs.ownerPidfd = grown(jobs.ownerPidfd, new Int32Array(room));
+    jobs.ownerFd = grown(jobs.ownerFd, new Int32Array(room));
+  }
+}
+
+type JobColumn = Uint8Array | Uint32Array | Int32Array | Float64Array | BigUint64Array;
+
+/** `room`, a column of the same kind, with `old`'s contents at its start. */
+function grown<T extends JobColumn>(old: T, room: T): T {
+  (room as { set(source: T): void }).set(old);
+  return room;
+}
+
 export function isKnown(jobs: ReadJobs, row: number, option: number): boolean {
   return ((jobs.known[row * 2 + (option >> 5)] as number) & (1 << (option & 31))) !== 0;
 }

@@ -17,8 +17,10 @@ import type { OptionSpec, SockDiagSource } from './catalogue.js';
 import { directFdAccess, type FdAccess, libcFdAccess, PidfdTable } from './fd-access.js';
 import {
   allocateJobs,
+  FIRST_JOB_ROOM,
   isKnown,
   type ReadJobs,
+  reserveRow,
   SpecLists,
   sliceJobs,
   specKey,
@@ -187,9 +189,7 @@ export class OptionReader {
     helper?: HelperProcess,
     helperRows: 'enough' | 'any' = 'enough',
   ): SocketRecord[] {
-    let ownerCount = 0;
-    for (const s of sockets) ownerCount += s.processes.length;
-    const jobs = allocateJobs(sockets.length, ownerCount);
+    const jobs = allocateJobs(FIRST_JOB_ROOM, FIRST_JOB_ROOM);
     const rowSockets: SocketRecord[] = [];
     for (const socket of sockets) if (this.plan(socket, jobs)) rowSockets.push(socket);
 
@@ -360,6 +360,7 @@ export class OptionReader {
       this.settleWithoutDuplicate(socket, options);
       return false;
     }
+    reserveRow(jobs, socket.processes.length);
     const row = jobs.count++;
     jobs.key[row] = key;
     jobs.inode[row] = socket.inode;

@@ -43,36 +43,59 @@ export function indexRecords(bytes: Uint8Array, size: number): RecordIndexArrays
   const step = size >>> 2;
   const cookies = new IdIndex(count);
   const classes = new Int32Array(count);
-  // Open addressing over record numbers (+1, 0 = empty) by a hash of the values, with
-  // the hashes beside them so that only an equal hash costs a comparison of the values.
-  let slots = 16;
-  while (slots < count * 2) slots *= 2;
-  const mask = slots - 1;
-  const firstOf = new Int32Array(slots);
-  const hashOf = new Int32Array(slots);
+  const kinds = new KindTable();
   for (let n = 0, w = 0; n < count; n++, w += step) {
     const high = words[w + HIGH_WORD] as number;
     const cookie = (high >>> 0) * 4294967296 + ((words[w + LOW_WORD] as number) >>> 0);
     if (cookie > 0 && high >>> 0 < SAFE_HIGH_WORDS) cookies.set(cookie, n * size);
     let hash = HASH_START;
     for (let i = w + 2, end = w + step; i < end; i++) hash = mixHash(hash, words[i] as number);
-    let slot = Math.imul(hash, 0x9e3779b1) & mask;
-    for (;;) {
-      const first = (firstOf[slot] as number) - 1;
-      if (first < 0) {
-        firstOf[slot] = n + 1;
-        hashOf[slot] = hash;
-        classes[n] = n;
-        break;
-      }
-      if (hashOf[slot] === hash && sameValues(words, first * step, w, step)) {
-        classes[n] = first;
-        break;
-      }
-      slot = (slot + 1) & mask;
-    }
+    classes[n] = kinds.firstOf(words, step, n, hash);
   }
   return { cookies: cookies.arrays(), classes };
+}
+
+/**
+ * The first record of each kind (the same values after the cookie) by a hash of those
+ * values: open addressing over record numbers (+1, 0 = empty), with the hashes beside
+ * them so that only an equal hash costs a comparison of the values. It starts small and
+ * doubles: a listing has a few hundred kinds of record more often than thousands, and
+ * a table sized for every record would be fresh memory, costly to touch (see IdIndex).
+ */
+class KindTable {
+  private first = new Int32Array(1024);
+  private hashes = new Int32Array(1024);
+  private count = 0;
+
+  /** The first record with the values of record `n` (at word n * step), which is `n` itself if it is the first. */
+  firstOf(words: Int32Array, step: number, n: number, hash: number): number {
+    const mask = this.first.length - 1;
+    for (let slot = Math.imul(hash, 0x9e3779b1) & mask; ; slot = (slot + 1) & mask) {
+      const first = (this.first[slot] as number) - 1;
+      if (first < 0) {
+        this.first[slot] = n + 1;
+        this.hashes[slot] = hash;
+        if (++this.count * 2 > this.first.length) this.grow();
+        return n;
+      }
+      if (this.hashes[slot] === hash && sameValues(words, first * step, n * step, step)) return first;
+    }
+  }
+
+  private grow(): void {
+    const { first, hashes } = this;
+    this.first = new Int32Array(first.length * 2);
+    this.hashes = new Int32Array(first.length * 2);
+    const mask = this.first.length - 1;
+    for (let old = 0; old < first.length; old++) {
+      if (first[old] === 0) continue;
+      const hash = hashes[old] as number;
+      let slot = Math.imul(hash, 0x9e3779b1) & mask;
+      while (this.first[slot] !== 0) slot = (slot + 1) & mask;
+      this.first[slot] = first[old] as number;
+      this.hashes[slot] = hash;
+    }
+  }
 }
 
 /** Whether the records at words `a` and `b` (each `step` words) agree after their cookies. */

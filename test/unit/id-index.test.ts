@@ -45,7 +45,7 @@ describe('IdIndex', () => {
     expect(again.size).toBe(100);
     for (let i = 1; i <= 100; i++) expect(again.get(i * 2 ** 32 + i)).toBe(i);
     expect(again.get(7)).toBe(-1);
-    // Arrays that cannot be an index's: not a power of two, unequal, or fuller than half.
+    // Arrays that cannot be an index's: not a power of two, unequal, or fuller than three quarters.
     const { keys, values } = index.arrays();
     expect(() => new IdIndex({ keys: keys.subarray(1), values: values.subarray(1), count: 1 })).toThrow(
       RangeError,
@@ -59,7 +59,8 @@ describe('IdIndex', () => {
     expect(() => index.set(0, 1)).toThrow(RangeError);
     expect(() => index.set(2 ** 53, 1)).toThrow(RangeError);
     expect(index.get(Number.NaN)).toBe(-1);
-    for (let i = 1; i <= 8; i++) index.set(i, i);
-    expect(() => index.set(9, 9)).toThrow(RangeError);
+    // 16 slots at most three quarters full: 12 ids.
+    for (let i = 1; i <= 12; i++) index.set(i, i);
+    expect(() => index.set(13, 13)).toThrow(RangeError);
   });
 });

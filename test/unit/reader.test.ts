@@ -374,6 +374,27 @@ describe('OptionReader', () => {
     ]);
   });
 
+  it('reads more sockets and owners than its job list starts with room for, each its own', () => {
+    // 700 sockets, the even ones with a second owner that fails first: the rows and the
+    // owners both outgrow FIRST_JOB_ROOM.
+    const processes: Record<number, { fds: Record<number, { inode: number }> }> = { 10: { fds: {} } };
+    const values: Record<number, ReturnType<typeof keepaliveNodelay>> = {};
+    const sockets = Array.from({ length: 700 }, (_, i) => {
+      const inode = 1000 + i;
+      (processes[10] as { fds: Record<number, { inode: number }> }).fds[3 + i] = { inode };
+      values[inode] = keepaliveNodelay(i & 1, (i >> 1) & 1);
+      return socketRecord(inode, i % 2 === 0 ? [owner(99, 3), owner(10, 3 + i)] : [owner(10, 3 + i)]);
+    });
+    const access = new FakeFdAccess(processes, values);
+    const reader = new OptionReader({ access, only: ONLY });
+    expect(reader.readAll(sockets)).toHaveLength(700);
+    reader.close();
+    expect(reader.summary.read).toBe(700);
+    sockets.forEach((s, i) => {
+      expect(s.options).toEqual({ SO_KEEPALIVE: i & 1, TCP_NODELAY: (i >> 1) & 1 });
+    });
+  });
+
   it('an option the kernel does not have (ENOPROTOOPT, EINVAL, EOPNOTSUPP) is simply absent', () => {
     const access = new FakeFdAccess(
       { 10: { fds: { 3: { inode: 500 } } } },

@@ -58,6 +58,19 @@ describe('indexRecords', () => {
     );
   });
 
+  it('keeps telling kinds apart as its table of them grows (thousands of kinds)', () => {
+    // 3,000 kinds, each record written twice, the second time under another cookie.
+    const rows = Array.from({ length: 6000 }, (_, n) => ({
+      cookie: BigInt(n + 1),
+      values: [n % 3000, (n % 3000) * 7, -1, 0],
+    }));
+    const { classes } = indexRecords(records(rows), SIZE);
+    for (let n = 0; n < 3000; n++) {
+      expect(classes[n]).toBe(n);
+      expect(classes[n + 3000]).toBe(n);
+    }
+  });
+
   it('leaves out cookie 0, cookies past 2^53 and a partial record; a cookie seen twice keeps its last record', () => {
     const bytes = records([
       { cookie: 0n, values: [1, 1, 1, 1] },
