@@ -370,7 +370,7 @@ Each size runs in a fresh network namespace holding that many loopback TCP socke
 (both ends of each connection, IPv4 and one in four IPv6, spread over processes of at
 most ${SOCKETS_PER_HOLDER} sockets; a seeded share with TCP_NODELAY, keepalive and its
 timers, fixed buffers, timeouts, TCP_USER_TIMEOUT or SO_LINGER set). knetstat runs as
-npm installs it, \`bin/knetstat.js\` (Node with \`--max-semi-space-size=2\`).
+npm installs it, \`bin/knetstat.js\` (Node with \`--max-semi-space-size=2 --initial-old-space-size=64\`).
 Output goes to /dev/null. Wall time is from spawn to exit; peak RSS and CPU come from wait4(2) on each
 run ("≤ N": no more than the measuring process's own N MB, which a child shares until it
 execs), CPU including knetstat's helper process (measure.py reaps it as a subreaper).
