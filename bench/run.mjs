@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const CLI = join(ROOT, 'dist', 'cli.js');
+const CLI = join(ROOT, 'dist', 'knetstat.js');
 /** The knetstat command as npm installs it (it starts Node on CLI with its flags). */
 const BIN = join(ROOT, 'bin', 'knetstat.js');
 // bin/knetstat.js starts the `node` first on PATH: the one running this bench, whose

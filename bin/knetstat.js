@@ -16,4 +16,4 @@
 // same program without them. (Kept
 // out of the formatter by biome.json, not the linter: the formatter would put a
 // semicolon after the directive, which would break the shell's line.)
-import '../dist/cli.js';
+import '../dist/knetstat.js';

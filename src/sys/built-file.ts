@@ -2,15 +2,21 @@
  * Where a file of the build is, for code that starts another Node (the helper process)
  * or thread (the iterator reader) on it.
  */
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * A file of the build, `path` relative to dist/. The tests import the sources, which
- * Node 20 cannot run: for them it is the built file too (npm test builds first).
+ * A file of the build, `path` relative to dist/. This code runs from dist/sys/ (tsc's
+ * files), from dist/ itself (the command's bundle: scripts/finish-build.mjs), or from
+ * src/sys/ in the tests, which import the sources, which Node 20 cannot run: for them it
+ * is the built file too (npm test builds first).
  */
 export function builtFile(path: string): string {
   const here = fileURLToPath(import.meta.url);
-  const dist = here.endsWith('.ts') ? resolve(dirname(here), '../../dist') : resolve(dirname(here), '..');
+  const directory = dirname(here);
+  let dist: string;
+  if (here.endsWith('.ts')) dist = resolve(directory, '../../dist');
+  else if (basename(directory) === 'sys') dist = resolve(directory, '..');
+  else dist = directory;
   return join(dist, path);
 }

@@ -1,8 +1,10 @@
 /**
  * The knetstat command as npm installs it: bin/knetstat.js, reached through a symlink,
- * a shell script first that starts Node on itself (and so on dist/cli.js) with the
- * young generation it is measured with, passes every argument through unchanged, and
- * exits with the program's status; run by Node directly, the same file is the program.
+ * a shell script first that starts Node on itself (and so on dist/knetstat.js, the
+ * bundled program) with the heap flags it is measured with, passes every argument
+ * through unchanged, and exits with the program's status; run by Node directly, the
+ * same file is the program. (That the bundle finds the build's other files, through
+ * src/sys/built-file.ts, every CLI test shows: it reads dist/build-id.json as it loads.)
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
