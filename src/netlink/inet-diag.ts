@@ -66,7 +66,8 @@ export interface InetDiagMessage {
   local: Endpoint;
   remote: Endpoint;
   interfaceIndex: number;
-  cookie: bigint;
+  /** idiag_cookie, a u64, in decimal. */
+  cookie: string;
   expires: number;
   recvQ: number;
   sendQ: number;
@@ -319,9 +320,7 @@ export function readInetDiagMessage(
     remote: { address: formatAddress(datagram, family, start + 24), port: port(bytes, start + 6) },
     interfaceIndex,
     // idiag_cookie[2]: two host-order words, the low one first.
-    cookie: hostIsLittleEndian
-      ? view.getBigUint64(start + 44, true)
-      : (BigInt(view.getUint32(start + 48, false)) << 32n) | BigInt(view.getUint32(start + 44, false)),
+    cookie: cookieText(words[w + 44 / 4] as number, words[w + 48 / 4] as number),
     expires: words[w + 52 / 4] as number,
     recvQ: words[w + 56 / 4] as number,
     sendQ: words[w + 60 / 4] as number,
@@ -334,6 +333,15 @@ export function readInetDiagMessage(
       ? factsOf(interfaceIndex, tos, tclass, v6only, mark, congestion, inetFlags, rcvbuf, sndbuf)
       : undefined,
   };
+}
+
+/**
+ * A u64 from its low and high words, in decimal: through a number (no bigint made, as
+ * for every cookie a kernel hands out in practice) while it is below 2^53.
+ */
+export function cookieText(low: number, high: number): string {
+  if (high < 2 ** 21) return String(high * 4294967296 + low);
+  return ((BigInt(high) << 32n) | BigInt(low)).toString();
 }
 
 /**

@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TableName, TcpInfo } from '../../src/model.js';
 import {
+  cookieText,
   formatInetDiagRequest,
   INET_DIAG_INFO,
   INET_DIAG_SKMEMINFO,
@@ -607,7 +608,7 @@ describe.skipIf(notLittleEndian !== null)(
         local: { address: '2001:db8::1', port: 0x1234 },
         remote: { address: '::ffff:192.0.2.1', port: 0x5678 },
         interfaceIndex: 7,
-        cookie: 0x01020304deadbeefn,
+        cookie: 0x01020304deadbeefn.toString(),
         expires: 11,
         recvQ: 12,
         sendQ: 13,
@@ -617,6 +618,20 @@ describe.skipIf(notLittleEndian !== null)(
         windowDiag: null,
         memInfo: null,
       });
+    });
+
+    it('cookies in decimal, exact on both sides of 2^53', () => {
+      const cases: Array<[bigint, string]> = [
+        [1n, '1'],
+        [0xffffffffn, '4294967295'],
+        [0x100000000n, '4294967296'],
+        [2n ** 53n - 1n, '9007199254740991'],
+        [2n ** 53n, '9007199254740992'],
+        [2n ** 53n + 1n, '9007199254740993'],
+        [2n ** 64n - 1n, '18446744073709551615'],
+      ];
+      for (const [cookie, text] of cases)
+        expect(cookieText(Number(cookie & 0xffffffffn), Number(cookie >> 32n))).toBe(text);
     });
 
     it('an IPv4 socket reads only the first four bytes of each address', () => {

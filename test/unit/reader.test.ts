@@ -502,6 +502,35 @@ describe('collectSockets with injected system calls over a fake /proc', () => {
     expect(access.open.size).toBe(0);
   });
 
+  it('hands every socket a list of owners of its own, an empty one where none was found', () => {
+    const procRoot = fakeProc(
+      [
+        { port: 8080, inode: 500 },
+        { port: 8081, inode: 501 },
+        { port: 8082, inode: 502 },
+      ],
+      { 10: { 3: 500 } },
+    );
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 500 } } } }, { 500: keepaliveNodelay(1, 1) });
+    for (const owners of [true, false]) {
+      const collection = collectSockets({
+        source: 'proc',
+        tables: ['tcp'],
+        procRoot,
+        fdAccess: access,
+        owners,
+        options: owners ? ONLY : false,
+      });
+      const lists = collection.sockets.map((s) => s.processes);
+      expect(lists.map((l) => l.length)).toEqual(owners ? [1, 0, 0] : [0, 0, 0]);
+      expect(new Set(lists).size).toBe(3);
+      for (const list of lists) {
+        expect(Object.isFrozen(list)).toBe(false);
+        list.push({ pid: 1, fd: 1, command: 'x' }); // the caller's to change
+      }
+    }
+  });
+
   it('duplicates nothing where cgroup v1 net_cls/net_prio groups would re-tag a duplicated socket', () => {
     const procRoot = fakeProc([{ port: 8080, inode: 500 }], { 10: { 3: 500 } });
     writeFileSync(
