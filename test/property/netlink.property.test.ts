@@ -170,7 +170,8 @@ function expectedFields(r: DiagRecord) {
     local: { address: address(r.local), port: r.localPort },
     remote: { address: address(r.remote), port: r.remotePort },
     interfaceIndex: r.interfaceIndex,
-    cookie: (BigInt(r.cookie[1]) << 32n) | BigInt(r.cookie[0]),
+    // In decimal, exact over the whole u64 range (cookieText): a bigint of the two words as the reference.
+    cookie: ((BigInt(r.cookie[1]) << 32n) | BigInt(r.cookie[0])).toString(),
     expires: r.expires,
     recvQ: r.recvQ,
     sendQ: r.sendQ,
