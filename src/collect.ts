@@ -16,7 +16,8 @@ import type {
   TableName,
 } from './model.js';
 import { TABLES } from './model.js';
-import { dumpInetSocketsAs, NetlinkSocket } from './netlink/sock-diag.js';
+import type { InetDiagMessage } from './netlink/inet-diag.js';
+import { type DumpRequest, dumpInetSocketsAs, NetlinkSocket } from './netlink/sock-diag.js';
 import {
   BPF_MIN_TCP_SOCKETS,
   type BpfPass,
@@ -152,6 +153,29 @@ function newRecord(
   };
 }
 
+/**
+ * A socket's record, made from its sock_diag message as it is read (so that the message
+ * dies young). One function for every table (see MessageConverter).
+ */
+function recordOfMessage(m: InetDiagMessage, request: DumpRequest): SocketRecord | null {
+  const { protocol, family } = request;
+  return newRecord(protocol, family, m.state, {
+    local: m.local,
+    remote: m.remote,
+    recvQ: m.recvQ,
+    // For a listener sock_diag reports the maximum backlog here; /proc/net/tcp and
+    // knetstat show 0.
+    sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
+    inode: m.inode,
+    cookie: m.cookie,
+    uid: m.uid,
+    tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
+    windowDiag: protocol === 'tcp' ? m.windowDiag : null,
+    memInfo: m.memInfo,
+    optionFacts: m.optionFacts,
+  });
+}
+
 function enumerateNetlink(
   table: TableName,
   warnings: string[],
@@ -159,26 +183,10 @@ function enumerateNetlink(
   details: boolean,
 ): SocketRecord[] {
   const { protocol, family } = tableParts(table);
-  // Each socket's record is made as its message is read, so that the messages die young.
   const { items: records, interrupted } = dumpInetSocketsAs(
     () => new NetlinkSocket(),
     { protocol, family, optionFacts, details },
-    (m) =>
-      newRecord(protocol, family, m.state, {
-        local: m.local,
-        remote: m.remote,
-        recvQ: m.recvQ,
-        // For a listener sock_diag reports the maximum backlog here; /proc/net/tcp and
-        // knetstat show 0.
-        sendQ: protocol === 'tcp' && m.state === 10 ? 0 : m.sendQ,
-        inode: m.inode,
-        cookie: m.cookie,
-        uid: m.uid,
-        tcpInfo: protocol === 'tcp' ? m.tcpInfo : null,
-        windowDiag: protocol === 'tcp' ? m.windowDiag : null,
-        memInfo: m.memInfo,
-        optionFacts: m.optionFacts,
-      }),
+    recordOfMessage,
   );
   if (interrupted)
     warnings.push(

@@ -102,14 +102,25 @@ const bit = (attribute: number) => 1 << (attribute - 1);
 let nextSequence = 1;
 
 /**
- * Runs one dump to its NLMSG_DONE, handing each socket to `sink`. Returns false
- * when the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR: the tables changed
- * while it walked them, so entries may be missing or doubled).
+ * What a dump makes of each socket's message as it is read, and keeps (or drops, for
+ * null). One function for every dump, given the request, rather than a closure per dump:
+ * the parse loop calls it for every socket, and its optimised code, which inlines the
+ * one function it has seen there, is thrown away when another one turns up (V8's
+ * "wrong call target"), at every table after the first.
  */
-function runDump(
+export type MessageConverter<T> = (message: InetDiagMessage, request: DumpRequest) => T | null;
+
+/**
+ * Runs one dump to its NLMSG_DONE, adding what `convert` makes of each socket to
+ * `items`. Returns false when the kernel flagged the dump as interrupted
+ * (NLM_F_DUMP_INTR: the tables changed while it walked them, so entries may be missing
+ * or doubled).
+ */
+function runDump<T>(
   transport: DatagramTransport,
   request: DumpRequest,
-  sink: (message: InetDiagMessage) => void,
+  convert: MessageConverter<T>,
+  items: T[],
 ): boolean {
   const sequence = nextSequence;
   // nlmsg_seq is 32 bits: past 2^32 - 1 the request would carry a truncated number and no
@@ -143,7 +154,7 @@ function runDump(
     const datagram = datagramOf(received);
     const { bytes, view } = datagram;
     for (let offset = 0; offset < size; ) {
-      offset = readSocketMessages(datagram, offset, sequence, optionFacts, details, sink);
+      offset = readSocketMessages(datagram, offset, sequence, request, convert, items);
       if (offset >= size) break; // past it when the last message is not padded to 4
       // Any other message: a stale reply, a socket flagged NLM_F_DUMP_INTR, the end.
       const length = netlinkMessageLength(view, offset, size);
@@ -155,9 +166,11 @@ function runDump(
       if (header.sequence !== sequence) continue; // a stale reply to an abandoned dump
       if (header.flags & NLM_F_DUMP_INTR) complete = false;
       switch (header.type) {
-        case SOCK_DIAG_BY_FAMILY:
-          sink(readInetDiagMessage(datagram, start, end, optionFacts, details));
+        case SOCK_DIAG_BY_FAMILY: {
+          const item = convert(readInetDiagMessage(datagram, start, end, optionFacts, details), request);
+          if (item !== null) items.push(item);
           break;
+        }
         case NLMSG_DONE: {
           if (end - start >= 4) {
             const error = parseNetlinkError(bytes.subarray(start, end), call);
@@ -196,17 +209,19 @@ function nlmsghdr(view: DataView, offset: number): { type: number; flags: number
  * NLMSG_DONE lost it at the end of every dump and ran the next one unoptimised until
  * it was compiled again.
  */
-function readSocketMessages(
+function readSocketMessages<T>(
   datagram: Datagram,
   offset: number,
   sequence: number,
-  optionFacts: boolean,
-  details: boolean,
-  sink: (message: InetDiagMessage) => void,
+  request: DumpRequest,
+  convert: MessageConverter<T>,
+  items: T[],
 ): number {
   const { view } = datagram;
   const size = view.byteLength;
   const le = hostIsLittleEndian;
+  const optionFacts = request.optionFacts === true;
+  const details = request.details !== false;
   while (offset < size) {
     const length = netlinkMessageLength(view, offset, size);
     const plainSocket =
@@ -214,7 +229,11 @@ function readSocketMessages(
       (view.getUint16(offset + 6, le) & NLM_F_DUMP_INTR) === 0 &&
       view.getUint32(offset + 8, le) === sequence;
     if (!plainSocket) break;
-    sink(readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts, details));
+    const item = convert(
+      readInetDiagMessage(datagram, offset + NLMSG_HDRLEN, offset + length, optionFacts, details),
+      request,
+    );
+    if (item !== null) items.push(item);
     offset += align4(length);
   }
   return offset;
@@ -230,9 +249,11 @@ export function dumpInetSockets(
   openTransport: () => DatagramTransport,
   request: DumpRequest,
 ): { messages: InetDiagMessage[]; interrupted: boolean } {
-  const { items, interrupted } = dumpInetSocketsAs(openTransport, request, (message) => message);
+  const { items, interrupted } = dumpInetSocketsAs(openTransport, request, theMessage);
   return { messages: items, interrupted };
 }
+
+const theMessage: MessageConverter<InetDiagMessage> = (message) => message;
 
 /**
  * dumpInetSockets, each message made into what the caller keeps as it is read (or
@@ -241,18 +262,14 @@ export function dumpInetSockets(
 export function dumpInetSocketsAs<T>(
   openTransport: () => DatagramTransport,
   request: DumpRequest,
-  convert: (message: InetDiagMessage) => T | null,
+  convert: MessageConverter<T>,
 ): { items: T[]; interrupted: boolean } {
   for (let attempt = 1; ; attempt++) {
     const items: T[] = [];
-    const sink = (message: InetDiagMessage): void => {
-      const item = convert(message);
-      if (item !== null) items.push(item);
-    };
     const transport = openTransport();
     let complete: boolean;
     try {
-      complete = runDump(transport, request, sink);
+      complete = runDump(transport, request, convert, items);
     } catch (error) {
       if (error instanceof SystemCallError && error.code === 'ENOBUFS' && attempt < MAX_DUMP_ATTEMPTS)
         continue;
