@@ -30,10 +30,10 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const CLI = join(ROOT, 'dist', 'knetstat.js');
+const CLI = join(ROOT, 'dist', 'knetstat.cjs');
 /** The knetstat command as npm installs it (it starts Node on CLI with its flags). */
-const BIN = join(ROOT, 'bin', 'knetstat.js');
-// bin/knetstat.js starts the `node` first on PATH: the one running this bench, whose
+const BIN = join(ROOT, 'bin', 'knetstat.cjs');
+// bin/knetstat.cjs starts the `node` first on PATH: the one running this bench, whose
 // version RESULTS.md reports, whatever PATH sudo left.
 process.env.PATH = `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`;
 const RESULTS = join(HERE, 'RESULTS.md');
@@ -370,7 +370,7 @@ Each size runs in a fresh network namespace holding that many loopback TCP socke
 (both ends of each connection, IPv4 and one in four IPv6, spread over processes of at
 most ${SOCKETS_PER_HOLDER} sockets; a seeded share with TCP_NODELAY, keepalive and its
 timers, fixed buffers, timeouts, TCP_USER_TIMEOUT or SO_LINGER set). knetstat runs as
-npm installs it, \`bin/knetstat.js\` (Node with \`--max-semi-space-size=2 --initial-old-space-size=64\`).
+npm installs it, \`bin/knetstat.cjs\` (Node with \`--max-semi-space-size=2 --initial-old-space-size=64\`).
 Output goes to /dev/null. Wall time is from spawn to exit; peak RSS and CPU come from wait4(2) on each
 run ("≤ N": no more than the measuring process's own N MB, which a child shares until it
 execs), CPU including knetstat's helper process (measure.py reaps it as a subreaper).

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../dist/knetstat.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/knetstat.cjs', import.meta.url));
 const TOTAL = Number(process.env.STRESS_SOCKETS ?? 100_000);
 
 // Each holder: a TCP listener per family, `pairs` connections per family (two sockets

@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import type { Collection } from '../../src/model.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** The command's program as bin/knetstat.js runs it: the bundle of dist/cli.js (scripts/finish-build.mjs). */
-export const CLI = `${ROOT}dist/knetstat.js`;
+/** The command's program as bin/knetstat.cjs runs it: the bundle of dist/cli.js (scripts/finish-build.mjs). */
+export const CLI = `${ROOT}dist/knetstat.cjs`;
 const CHILD = fileURLToPath(new URL('./socket_child.py', import.meta.url));
 const COLLECT_IN_NETNS = fileURLToPath(new URL('./collect-in-netns.mjs', import.meta.url));
 

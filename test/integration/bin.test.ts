@@ -1,6 +1,6 @@
 /**
- * The knetstat command as npm installs it: bin/knetstat.js, reached through a symlink,
- * a shell script first that starts Node on itself (and so on dist/knetstat.js, the
+ * The knetstat command as npm installs it: bin/knetstat.cjs, reached through a symlink,
+ * a shell script first that starts Node on itself (and so on dist/knetstat.cjs, the
  * bundled program) with the heap flags it is measured with, passes every argument
  * through unchanged, and exits with the program's status; run by Node directly, the
  * same file is the program. (That the bundle finds the build's other files, through
@@ -14,9 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'bin', 'knetstat.js');
+const BIN = join(ROOT, 'bin', 'knetstat.cjs');
 
-describe('bin/knetstat.js', () => {
+describe('bin/knetstat.cjs', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'knetstat-bin-'));
   // A `node` first on PATH that notes its arguments, then runs the real one.
   const log = join(scratch, 'argv');
