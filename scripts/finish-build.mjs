@@ -1,4 +1,7 @@
 // After tsc: bundles the command, makes it executable, and writes dist/build-id.json.
+// With --before (before tsc): removes the last bundle and build id, so that a tsc that
+// fails, leaving new files and no new bundle, leaves no command either, rather than an
+// old bundle beside new helper and thread files under an id that says they match.
 //
 // The command (bin/knetstat.cjs) runs dist/knetstat.cjs: dist/cli.js and everything it
 // imports, bundled by rolldown into a few files (knetstat-*.cjs chunks beside it, the
@@ -16,14 +19,21 @@
 // read it when they load and compare it (src/helper/protocol.ts): a helper started after
 // dist/ was replaced under a running knetstat is another build, and refuses to work for it.
 import { createHash } from 'node:crypto';
-import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { build } from 'rolldown';
 
 const dist = new URL('../dist/', import.meta.url).pathname;
 
-for (const entry of readdirSync(dist))
-  if (entry.startsWith('knetstat')) rmSync(join(dist, entry), { force: true }); // an earlier bundle's chunks
+/** The last build's bundle and id. */
+function removeLastBundle() {
+  if (!existsSync(dist)) return;
+  for (const entry of readdirSync(dist))
+    if (entry.startsWith('knetstat') || entry === 'build-id.json') rmSync(join(dist, entry), { force: true });
+}
+
+removeLastBundle();
+if (process.argv.includes('--before')) process.exit(0);
 await build({
   input: join(dist, 'cli.js'),
   platform: 'node',
@@ -39,6 +49,19 @@ await build({
 });
 chmodSync(join(dist, 'cli.js'), 0o755);
 chmodSync(join(dist, 'knetstat.cjs'), 0o755);
+
+// The bundle finds the helper's and the reader thread's files through builtFile, from
+// wherever its chunks landed: check that, for each chunk, that is this dist/.
+const { distDirectoryOf } = await import(join(dist, 'sys', 'built-file.js'));
+for (const entry of readdirSync(dist))
+  if (
+    entry.startsWith('knetstat') &&
+    entry.endsWith('.cjs') &&
+    distDirectoryOf(join(dist, entry)) !== dist.replace(/\/$/, '')
+  )
+    throw new Error(
+      `finish-build: the bundle's ${entry} would look for the build's files elsewhere than ${dist}`,
+    );
 
 function* files(directory) {
   for (const entry of readdirSync(directory, { withFileTypes: true }).sort((a, b) =>

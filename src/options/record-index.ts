@@ -50,7 +50,7 @@ export function indexRecords(bytes: Uint8Array, size: number): RecordIndexArrays
     if (cookie > 0 && high >>> 0 < SAFE_HIGH_WORDS) cookies.set(cookie, n * size);
     let hash = HASH_START;
     for (let i = w + 2, end = w + step; i < end; i++) hash = mixHash(hash, words[i] as number);
-    classes[n] = kinds.firstOf(words, step, n, hash);
+    classes[n] = kinds.firstOf(words, step, n, hash | 0); // as the Int32Array keeps it
   }
   return { cookies: cookies.arrays(), classes };
 }
@@ -62,7 +62,7 @@ export function indexRecords(bytes: Uint8Array, size: number): RecordIndexArrays
  * doubles: a listing has a few hundred kinds of record more often than thousands, and
  * a table sized for every record would be fresh memory, costly to touch (see IdIndex).
  */
-class KindTable {
+export class KindTable {
   private first = new Int32Array(1024);
   private hashes = new Int32Array(1024);
   private count = 0;

@@ -12,11 +12,13 @@ import { fileURLToPath } from 'node:url';
  * is the built file too (npm test builds first).
  */
 export function builtFile(path: string): string {
-  const here = fileURLToPath(import.meta.url);
-  const directory = dirname(here);
-  let dist: string;
-  if (here.endsWith('.ts')) dist = resolve(directory, '../../dist');
-  else if (basename(directory) === 'sys') dist = resolve(directory, '..');
-  else dist = directory;
-  return join(dist, path);
+  return join(distDirectoryOf(fileURLToPath(import.meta.url)), path);
+}
+
+/** dist/, from the file this code runs from (see builtFile). */
+export function distDirectoryOf(modulePath: string): string {
+  const directory = dirname(modulePath);
+  if (modulePath.endsWith('.ts')) return resolve(directory, '../../dist');
+  if (basename(directory) === 'sys') return resolve(directory, '..');
+  return directory;
 }

@@ -3,8 +3,9 @@
  * a shell script first that starts Node on itself (and so on dist/knetstat.cjs, the
  * bundled program) with the heap flags it is measured with, passes every argument
  * through unchanged, and exits with the program's status; run by Node directly, the
- * same file is the program. (That the bundle finds the build's other files, through
- * src/sys/built-file.ts, every CLI test shows: it reads dist/build-id.json as it loads.)
+ * same file is the program. (That the bundle finds the build's other files through
+ * src/sys/built-file.ts from where its chunks are, scripts/finish-build.mjs checks at
+ * every build, and test/unit/built-file.test.ts the rule it checks.)
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';

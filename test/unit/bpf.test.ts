@@ -390,6 +390,10 @@ describe('what the BPF pass settles, from its records', () => {
     expect(moved.find('9')).toBe(2 * size);
     expect(moved.contentClass(size)).toBe(moved.contentClass(0));
     expect(moved.contentClass(2 * size)).not.toBe(moved.contentClass(0));
+    // An index of other records (another layout's, a stale thread's) is refused.
+    expect(
+      () => new TcpOptionRecords(layout, bytes, indexRecords(bytes.subarray(0, 2 * size), size)),
+    ).toThrow(/index has 2 records, its bytes 3/);
   });
 
   it('converts timeouts, linger times and deferrals as getsockopt does, where HZ is known', () => {

@@ -54,12 +54,18 @@ describe('reading to the end', () => {
   });
 
   it('on the thread: records indexed there as they would be here', () => {
-    // 70,000 bytes: 1,093 whole 64-byte records and a partial one, which is left out.
-    const fd = fileOf(bytes);
+    // 70,000 bytes: 1,093 whole 64-byte records and a partial one, which is left out;
+    // each led by a cookie the index takes (1 ... 1,093, in host order).
+    const records = bytes.slice();
+    const view = new DataView(records.buffer);
+    const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+    for (let n = 0; (n + 1) * 64 <= records.length; n++) view.setBigUint64(n * 64, BigInt(n + 1), le);
+    const fd = fileOf(records);
     const read = IteratorThread.start(fd, 1000, 64).wait(20_000);
     closeSync(fd);
-    expect(Buffer.from(read.bytes).equals(Buffer.from(bytes))).toBe(true);
-    const here = indexRecords(bytes, 64);
+    expect(Buffer.from(read.bytes).equals(Buffer.from(records))).toBe(true);
+    const here = indexRecords(records, 64);
+    expect(here.cookies.count).toBe(1093);
     expect(read.index?.classes).toEqual(here.classes);
     expect(read.index?.cookies.count).toBe(here.cookies.count);
     expect(read.index?.cookies.keys).toEqual(here.cookies.keys);

@@ -673,7 +673,12 @@ describe('OptionReader with the BPF pass', () => {
    * with `alike`, also the sockets of those cookies, whose records hold the same values.
    * `settled` counts the values worked out of records.
    */
-  function pass(gives: Record<string, number>, alike: string[] = [], settled = { count: 0 }): BpfPass {
+  function pass(
+    gives: Record<string, number>,
+    alike: string[] = [],
+    settled = { count: 0 },
+    contentClass: (record: number) => number = () => 7,
+  ): BpfPass {
     const records = ['500000', ...alike];
     return {
       recordOf: (socket: SocketRecord) => records.indexOf(socket.cookie ?? ''),
@@ -686,7 +691,7 @@ describe('OptionReader with the BPF pass', () => {
               }
             : null,
         ),
-      contentClass: () => 7,
+      contentClass,
     } as unknown as BpfPass;
   }
   const seen = () => ({ ...socketRecord(500, [owner(10, 3)]), cookie: '500000' });
@@ -700,6 +705,25 @@ describe('OptionReader with the BPF pass', () => {
     expect(socket.options).toEqual({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 });
     expect(reader.summary.settledWithoutDuplicate).toBe(1);
     expect(access.calls.filter((c) => c.startsWith('pidfd'))).toEqual([]);
+  });
+
+  it('works out again the options of a socket whose record holds other values, with the same facts', () => {
+    const access = new FakeFdAccess({ 10: { fds: { 3: { inode: 500 }, 4: { inode: 501 } } } }, {});
+    const settled = { count: 0 };
+    // Each record a class of its own: other values.
+    const reader = new OptionReader({
+      access,
+      only: ONLY,
+      bpf: pass({ SO_KEEPALIVE: 0, TCP_NODELAY: 1 }, ['501000'], settled, (record) => record),
+    });
+    const facts = { boundInterface: 0 };
+    const first = { ...seen(), optionFacts: facts };
+    const second = { ...socketRecord(501, [owner(10, 4)]), cookie: '501000', optionFacts: facts };
+    expect(reader.readAll([first, second])).toHaveLength(2);
+    reader.close();
+    // Both worked out (two options each), not the second taken from the first.
+    expect(settled.count).toBe(4);
+    expect(reader.summary.settledWithoutDuplicate).toBe(2);
   });
 
   it('gives sockets settled alike (the same record values and dump facts) one options object', () => {

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IdIndex } from '../../src/options/id-index.js';
-import { indexRecords } from '../../src/options/record-index.js';
+import { indexRecords, KindTable } from '../../src/options/record-index.js';
 
 const SIZE = 24; // a cookie and four words
 
@@ -71,6 +71,20 @@ describe('indexRecords', () => {
     }
   });
 
+  it('tells records apart by their values when their hashes collide', () => {
+    // Every record given the same hash: only the comparison of values separates them.
+    const rows = [
+      { cookie: 1n, values: [1, 2, 3, 4] },
+      { cookie: 2n, values: [1, 2, 3, 5] },
+      { cookie: 3n, values: [1, 2, 3, 4] },
+      { cookie: 4n, values: [9, 2, 3, 5] },
+      { cookie: 5n, values: [1, 2, 3, 5] },
+    ];
+    const words = new Int32Array(records(rows).buffer);
+    const kinds = new KindTable();
+    expect(rows.map((_, n) => kinds.firstOf(words, SIZE / 4, n, 42))).toEqual([0, 1, 0, 3, 1]);
+  });
+
   it('leaves out cookie 0, cookies past 2^53 and a partial record; a cookie seen twice keeps its last record', () => {
     const bytes = records([
       { cookie: 0n, values: [1, 1, 1, 1] },
@@ -99,6 +113,12 @@ describe('indexRecords', () => {
     const { cookies, classes } = indexRecords(shifted.subarray(1), SIZE);
     expect([...classes]).toEqual([0, 0]);
     expect(new IdIndex(cookies).get(12)).toBe(SIZE);
+  });
+
+  it('classes records of a cookie alone (nothing to hash) as one kind', () => {
+    const bytes = new Uint8Array(8 * 4);
+    new DataView(bytes.buffer).setUint32(8, 5, true);
+    expect([...indexRecords(bytes, 8).classes]).toEqual([0, 0, 0, 0]);
   });
 
   it('refuses a size that is not whole 8-byte words', () => {
