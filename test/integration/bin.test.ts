@@ -53,6 +53,22 @@ describe('bin/knetstat.cjs', () => {
     expect(run.stdout).toMatch(/^knetstat \d+\.\d+\.\d+\n$/);
   });
 
+  it('is the same program unbundled, as tsc emits it (node dist/cli.js)', () => {
+    const bundled = spawnSync(process.execPath, [join(ROOT, 'dist', 'knetstat.cjs'), '--help'], {
+      encoding: 'utf8',
+    });
+    const unbundled = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli.js'), '--help'], {
+      encoding: 'utf8',
+    });
+    expect(bundled.status).toBe(0);
+    expect(unbundled.status).toBe(0);
+    expect(unbundled.stdout).toBe(bundled.stdout);
+    const bad = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli.js'), '--state', 'nope'], {
+      encoding: 'utf8',
+    });
+    expect(bad.status).toBe(2);
+  });
+
   it("passes arguments through unchanged, and exits with the program's status", () => {
     const run = spawnSync(BIN, ['--state', 'no such state', '--json'], { encoding: 'utf8', env });
     expect(run.status).toBe(2);
