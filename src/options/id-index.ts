@@ -1,12 +1,3 @@
-/**
- * Positive integer id → int value, for tens of thousands of ids at a time (socket
- * cookies → BPF records, socket inodes → sockets): an open-addressing table in two
- * typed arrays, made in one go. A Map of as many numbers costs more to build than the
- * BPF pass's whole read, and its entries are objects the collector copies.
- *
- * The ids are safe integers from 1 up (the kernel's sk_cookie counts from 1, and a socket
- * inode is never 0), so 0 marks an empty slot.
- */
 /** An index's contents, as moved between threads (options/record-index.ts). */
 export interface IdIndexArrays {
   /** The ids by slot, 0 where empty; a power of two of slots. */
@@ -20,6 +11,15 @@ function fits(count: number, slots: number): boolean {
   return count * 4 <= slots * 3;
 }
 
+/**
+ * Positive integer id → int value, for tens of thousands of ids at a time (socket
+ * cookies → BPF records, socket inodes → sockets): an open-addressing table in two
+ * typed arrays, made in one go. A Map of as many numbers costs more to build than the
+ * BPF pass's whole read, and its entries are objects the collector copies.
+ *
+ * The ids are safe integers from 1 up (the kernel's sk_cookie counts from 1, and a socket
+ * inode is never 0), so 0 marks an empty slot.
+ */
 export class IdIndex {
   private readonly keys: Float64Array;
   private readonly values: Int32Array;

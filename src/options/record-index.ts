@@ -30,7 +30,7 @@ const HIGH_WORD = 1 - LOW_WORD;
 const SAFE_HIGH_WORDS = 2 ** 21;
 
 /** The records' 32-bit words: `bytes` itself where it starts on a multiple of 4, else a copy that does. */
-export function recordWords(bytes: Uint8Array): Int32Array {
+function recordWords(bytes: Uint8Array): Int32Array {
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
   return new Int32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 2);
 }
