@@ -4,6 +4,10 @@ import { ProtocolError } from '../sys/errors.js';
 /** True on little-endian hosts; netlink headers and tcp_info are in host order. */
 export const hostIsLittleEndian = endianness() === 'LE';
 
+/** Where a host-order u64's low and high 32-bit words are, as indexes into 32-bit words. */
+export const LOW_WORD = hostIsLittleEndian ? 0 : 1;
+export const HIGH_WORD = 1 - LOW_WORD;
+
 /**
  * A received datagram and the views its parsers read through, made once per datagram
  * rather than per message. `words` reads the host-order 32-bit fields of inet_diag_msg,

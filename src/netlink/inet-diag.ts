@@ -16,7 +16,7 @@ import type {
 } from '../model.js';
 import { diagOfWindows } from '../states.js';
 import { ProtocolError } from '../sys/errors.js';
-import { type Datagram, datagramOf, hostIsLittleEndian } from './byte-reader.js';
+import { type Datagram, datagramOf, HIGH_WORD, hostIsLittleEndian, LOW_WORD } from './byte-reader.js';
 import { align4 } from './message.js';
 
 export const SOCK_DIAG_BY_FAMILY = 20;
@@ -126,10 +126,6 @@ export function parseInetDiagMessage(payload: Uint8Array, settings: ParseSetting
     settings.details !== false,
   );
 }
-
-/** Where a host-order u64's low and high 32-bit words are. */
-const LOW_WORD = hostIsLittleEndian ? 0 : 1;
-const HIGH_WORD = 1 - LOW_WORD;
 
 /**
  * The u64 in `words` at `index`: exact below 2^53 and rounded as Number(bigint) would be

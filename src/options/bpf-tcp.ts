@@ -419,10 +419,9 @@ export class TcpOptionRecords {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.index = new IdIndex(index.cookies);
     // An index made elsewhere (the reader thread) must be of these very records.
-    if (index.classes.length !== Math.floor(bytes.byteLength / layout.size))
-      throw new Error(
-        `the options pass's index has ${index.classes.length} records, its bytes ${Math.floor(bytes.byteLength / layout.size)}`,
-      );
+    const records = Math.floor(bytes.byteLength / layout.size);
+    if (index.classes.length !== records)
+      throw new Error(`the options pass's index has ${index.classes.length} records, its bytes ${records}`);
     this.classes = index.classes;
   }
 

@@ -9,7 +9,7 @@
  * host-order u64; every record is whole multiples of 4-byte words.
  */
 import { HASH_START, mixHash } from '../hash-buckets.js';
-import { hostIsLittleEndian } from '../netlink/byte-reader.js';
+import { HIGH_WORD, LOW_WORD } from '../netlink/byte-reader.js';
 import { IdIndex, type IdIndexArrays } from './id-index.js';
 
 export interface RecordIndexArrays {
@@ -23,9 +23,6 @@ export interface RecordIndexArrays {
   classes: Int32Array;
 }
 
-/** Where a host-order u64's low and high 32-bit words are. */
-const LOW_WORD = hostIsLittleEndian ? 0 : 1;
-const HIGH_WORD = 1 - LOW_WORD;
 /** Cookies from 2^53 on (never reached in practice) are not safe integers: those sockets are left to getsockopt. */
 const SAFE_HIGH_WORDS = 2 ** 21;
 
